@@ -1,0 +1,187 @@
+"""Stable error codes, their suggested fixes and the exception types that carry them.
+
+Every error the product raises names a registered code (``GP-<AREA>-<NNN>``). The registry is the
+single source for the CLI's messages, the RFC 9457 problem documents and ``docs/errors.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+
+class ExitCode(IntEnum):
+    """Process exit codes of the command line (DESIGN.md §4)."""
+
+    OK = 0
+    OPERATIONAL = 1
+    INVALID_INPUT = 2
+    POLICY_STOP = 3
+    BLOCKED = 4
+    INTEGRITY = 5
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorCode:
+    code: str
+    title: str
+    fix: str
+    exit_code: ExitCode
+
+    @property
+    def anchor(self) -> str:
+        return self.code.lower()
+
+    @property
+    def docs_ref(self) -> str:
+        return f"docs/errors.md#{self.anchor}"
+
+
+REGISTRY: dict[str, ErrorCode] = {}
+
+
+def register(code: str, title: str, fix: str, exit_code: ExitCode) -> ErrorCode:
+    if code in REGISTRY:
+        raise ValueError(f"error code {code} registered twice")
+    entry = ErrorCode(code, title, fix, exit_code)
+    REGISTRY[code] = entry
+    return entry
+
+
+# --- configuration and input (exit 2) -------------------------------------------------------
+CONFIG_INVALID = register(
+    "GP-CONFIG-001", "Invalid configuration",
+    "Correct the field named in the message; `governance-pipeline validate FILE` lists every problem.",
+    ExitCode.INVALID_INPUT)
+ENV_INVALID = register(
+    "GP-CONFIG-002", "Invalid environment setting",
+    "Check GOVERNANCE_HOME and GOVERNANCE_DB_URL; the URL must be a SQLAlchemy URL such as "
+    "sqlite:///path/landscape.db or postgresql://user@host/db.",
+    ExitCode.INVALID_INPUT)
+CANONICAL_VALUE = register(
+    "GP-HASH-001", "Value cannot be canonicalised",
+    "Only JSON values can be hashed: replace NaN/Infinity with null or a string, keep integers "
+    "within ±2^53, and use string keys.",
+    ExitCode.INVALID_INPUT)
+NOT_FOUND = register(
+    "GP-INPUT-001", "Not found",
+    "Check the identifier; `governance-pipeline runs` lists the runs in this Landscape.",
+    ExitCode.INVALID_INPUT)
+
+# --- operational (exit 1) -----------------------------------------------------------------------
+DATABASE_UNAVAILABLE = register(
+    "GP-DB-001", "Audit database unavailable",
+    "Check GOVERNANCE_DB_URL and that the database server is running and reachable.",
+    ExitCode.OPERATIONAL)
+SCHEMA_OUTDATED = register(
+    "GP-DB-002", "Audit database schema is not at the expected revision",
+    "Run `governance-pipeline db upgrade`.",
+    ExitCode.OPERATIONAL)
+AUDIT_WRITE_FAILED = register(
+    "GP-DB-003", "Audit write failed; the transaction was rolled back",
+    "Nothing from the failed transaction was kept. Fix the cause in the message and resume the run.",
+    ExitCode.OPERATIONAL)
+KEY_UNAVAILABLE = register(
+    "GP-KEY-001", "Signing key unavailable",
+    "Check that $GOVERNANCE_HOME/keys exists, is writable by you and holds a valid Ed25519 key "
+    "with mode 0600.",
+    ExitCode.OPERATIONAL)
+
+# --- integrity (exit 5) ---------------------------------------------------------------------------
+AUDIT_INTEGRITY = register(
+    "GP-AUDIT-001", "Audit record violates an invariant",
+    "The audit trail is inconsistent: run `governance-pipeline verify` to locate the damage and "
+    "restore the database from a verified backup.",
+    ExitCode.INTEGRITY)
+PAYLOAD_CORRUPT = register(
+    "GP-AUDIT-002", "Stored payload does not match its content hash",
+    "The payload store was altered. Restore it from a verified backup; `verify` lists every "
+    "affected payload.",
+    ExitCode.INTEGRITY)
+LEDGER_TAMPERED = register(
+    "GP-AUDIT-003", "The audit ledger does not match the audit tables",
+    "Treat the run's records as untrustworthy; the findings name each altered record. Restore "
+    "from a verified backup and investigate who had write access.",
+    ExitCode.INTEGRITY)
+SWEEP_FINDINGS = register(
+    "GP-AUDIT-004", "The audit sweep found broken invariants",
+    "Each finding names the token or state involved; resume the run if it was interrupted, "
+    "otherwise investigate the listed records.",
+    ExitCode.INTEGRITY)
+
+
+class GovernanceError(Exception):
+    """Base of every error the product raises on purpose: carries a registered code."""
+
+    default_code: ErrorCode = AUDIT_WRITE_FAILED
+
+    def __init__(self, message: str, *, code: ErrorCode | None = None,
+                 details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code or self.default_code
+        self.message = message
+        self.details = details or {}
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return self.code.exit_code
+
+    def problem(self, instance: str | None = None) -> dict[str, Any]:
+        """RFC 9457 problem details, with our code, fix and exit code as extension members."""
+        doc: dict[str, Any] = {
+            "type": f"urn:governance-pipeline:error:{self.code.code}",
+            "title": self.code.title,
+            "detail": self.message,
+            "code": self.code.code,
+            "fix": self.code.fix,
+            "exit_code": int(self.exit_code),
+            "docs": self.code.docs_ref,
+        }
+        if instance:
+            doc["instance"] = instance
+        if self.details:
+            doc["details"] = self.details
+        return doc
+
+
+class ConfigError(GovernanceError):
+    default_code = CONFIG_INVALID
+
+
+class NotFoundError(GovernanceError):
+    default_code = NOT_FOUND
+
+
+class CanonicalizationError(GovernanceError, ValueError):
+    default_code = CANONICAL_VALUE
+
+
+class OperationalError(GovernanceError):
+    default_code = DATABASE_UNAVAILABLE
+
+
+class AuditIntegrityError(GovernanceError):
+    """Raised when an audit record breaks an invariant, on write (before insert) or on read (Tier-1)."""
+
+    default_code = AUDIT_INTEGRITY
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One discrepancy found by verify or sweep: where it is and what is wrong."""
+
+    check: str
+    table: str
+    key: str
+    message: str
+    scope: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        doc = {"check": self.check, "table": self.table, "key": self.key, "message": self.message}
+        if self.scope is not None:
+            doc["scope"] = self.scope
+        if self.extra:
+            doc["extra"] = self.extra
+        return doc

@@ -1,0 +1,33 @@
+"""The environment contract (DESIGN.md §4): where the audit database, payloads and keys live."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from governance_pipeline.contracts.errors import ENV_INVALID, ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    home: Path
+    db_url: str
+    pipelines_dir: Path
+    dagster_home: Path
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.home / "keys"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        home = Path(env.get("GOVERNANCE_HOME") or "./.governance").expanduser().resolve()
+        db_url = env.get("GOVERNANCE_DB_URL") or f"sqlite:///{home / 'landscape.db'}"
+        if "://" not in db_url:
+            raise ConfigError(f"GOVERNANCE_DB_URL is not a database URL: {db_url!r}",
+                              code=ENV_INVALID)
+        pipelines = Path(env.get("GOVERNANCE_PIPELINES_DIR") or "./examples/pipelines").resolve()
+        dagster_home = Path(env.get("DAGSTER_HOME") or home / "dagster").resolve()
+        return cls(home=home, db_url=db_url, pipelines_dir=pipelines, dagster_home=dagster_home)

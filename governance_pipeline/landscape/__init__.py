@@ -1,0 +1,1 @@
+"""The Landscape: the audit database, its schema, the single writer, read models and the ledger."""
