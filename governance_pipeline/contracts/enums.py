@@ -74,6 +74,7 @@ class Outcome(StrEnum):
     QUARANTINED = "quarantined"
     DIVERTED = "diverted"
     FAILED = "failed"
+    DROPPED = "dropped"
     BUFFERED = "buffered"
 
     @property
@@ -96,6 +97,7 @@ _OUTCOME_REQUIRED: dict[Outcome, tuple[str, ...]] = {
     Outcome.QUARANTINED: ("error_hash",),
     Outcome.DIVERTED: ("sink_name", "error_hash"),
     Outcome.FAILED: ("error_hash",),
+    Outcome.DROPPED: ("context_json",),
     Outcome.BUFFERED: ("batch_id",),
 }
 

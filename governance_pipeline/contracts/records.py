@@ -177,7 +177,9 @@ class Run(AuditRecord):
     termination_reason: TerminationReason | None
     started_at: str
     ended_at: str | None
+    pipeline_path: str | None
     heartbeat_at: str | None
+    worker: str | None
     dagster_run_id: str | None
     resume_count: int
     last_resumed_at: str | None

@@ -73,7 +73,8 @@ def _flag(column: str) -> CheckConstraint:
 
 
 def _key(name: str, *args: object, **kw: object) -> Column:
-    return Column(name, String(64), *args, **kw)
+    # Engine ids are derived (run id + row index + node position), hence the generous width.
+    return Column(name, String(100), *args, **kw)
 
 
 def _ts(name: str, *, nullable: bool = False) -> Column:
@@ -127,7 +128,9 @@ runs = Table(
     Column("termination_reason", String(32), nullable=True),
     _ts("started_at"),
     _ts("ended_at", nullable=True),
+    Column("pipeline_path", Text, nullable=True),
     _ts("heartbeat_at", nullable=True),
+    Column("worker", String(200), nullable=True),
     Column("dagster_run_id", String(64), nullable=True),
     Column("resume_count", Integer, nullable=False, server_default="0"),
     _ts("last_resumed_at", nullable=True),
@@ -550,7 +553,7 @@ class LedgerSpec:
 
 
 # Columns that are operational, not audit facts: they change without a ledger entry.
-_UNHASHED = {"runs": {"heartbeat_at"}}
+_UNHASHED = {"runs": {"heartbeat_at", "worker"}}
 
 _RUN_SCOPED = (runs, nodes, edges, rows, tokens, token_parents, node_states, token_outcomes,
                operations, calls, routing_events, batches, batch_members, artifacts, checkpoints,

@@ -1,0 +1,59 @@
+"""Generate the example input files (deterministic: the same seed gives the same bytes).
+
+    python examples/generate_data.py                 # the small files shipped in examples/data
+    python examples/generate_data.py --rows 1000000 --out /tmp/claims_1m.csv   # for benchmarks
+
+A few malformed records are planted on purpose (bad UTF-8, a wrong type, an extra column, a
+missing value) so that a first run shows quarantine at work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+from pathlib import Path
+
+REGIONS = ["north", "south", "east", "west", "central"]
+WORDS = ["water damage", "theft", "storm", "fire", "collision", "cash settlement", "glass",
+         "flood", "vandalism", "medical"]
+HEADER = "claim_id,customer,region,amount,description\n"
+
+
+def claim_line(rng: random.Random, i: int) -> str:
+    amount = round(rng.lognormvariate(7.0, 1.4), 2)
+    words = " and ".join(rng.sample(WORDS, 2))
+    return f"{i},customer-{rng.randrange(1, 5000):05d},{rng.choice(REGIONS)},{amount},{words}\n"
+
+
+def write_claims(path: Path, rows: int, *, seed: int = 7, malformed: bool = True) -> None:
+    rng = random.Random(seed)
+    bad = {rows // 7: "bad_encoding", rows // 3: "wrong_type", rows // 2: "extra_field",
+           (2 * rows) // 3: "missing_value"} if malformed and rows >= 10 else {}
+    with path.open("wb") as fh:
+        fh.write(HEADER.encode())
+        for i in range(rows):
+            kind = bad.get(i)
+            if kind == "bad_encoding":
+                fh.write(f"{i},customer-00001,north,12.5,caf".encode() + b"\xe9 \xff\n")
+            elif kind == "wrong_type":
+                fh.write(f"{i},customer-00002,south,twelve,storm\n".encode())
+            elif kind == "extra_field":
+                fh.write(f"{i},customer-00003,east,99.0,fire,unexpected\n".encode())
+            elif kind == "missing_value":
+                fh.write(f"{i},customer-00004,west,,theft\n".encode())
+            else:
+                fh.write(claim_line(rng, i).encode())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=240)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "data" / "claims.csv")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--clean", action="store_true", help="no planted malformed rows")
+    args = parser.parse_args()
+    write_claims(args.out, args.rows, seed=args.seed, malformed=not args.clean)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""What the engine asks of sources, transforms, aggregations and sinks.
+
+Plugins live above the engine (``governance_pipeline.plugins`` or any installed package) and
+are found by name through entry points; they implement these base classes. Options arrive as
+plain mappings from the pipeline YAML; each plugin validates them with its own pydantic model
+(``extra="forbid"``) and raises ``ConfigError`` with the offending field path.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from governance_pipeline.contracts.clock import Clock
+from governance_pipeline.contracts.enums import Determinism
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    """Why a row was refused: a stable code (e.g. ``wrong_type``) and a readable reason."""
+
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """One record read by a source: either a valid row or the raw payload of an invalid one."""
+
+    index: int
+    row: Row | None
+    raw: bytes | None = None
+    error: RowError | None = None
+
+    def __post_init__(self) -> None:
+        if (self.row is None) == (self.error is None):
+            raise ValueError("a source record is either a valid row or an error, not both")
+        if self.error is not None and self.raw is None:
+            raise ValueError("an invalid source record must keep its raw payload")
+
+
+class Plugin(ABC):
+    """Common identity of every plugin; ``name`` is the entry-point name."""
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "1"
+    determinism: ClassVar[Determinism] = Determinism.DETERMINISTIC
+
+    def __init__(self, options: Mapping[str, Any], *, base_dir: Path) -> None:
+        self.options = options
+        self.base_dir = base_dir
+
+    def describe(self) -> dict[str, Any]:
+        """What the audit trail records about this plugin instance (JSON-able)."""
+        return {"plugin": self.name, "version": self.version, "options": dict(self.options)}
+
+
+class Source(Plugin):
+    determinism: ClassVar[Determinism] = Determinism.IO_READ
+
+    @abstractmethod
+    def read(self, start_index: int = 0) -> Iterator[SourceRecord]:
+        """Stream records from ``start_index`` on, indices contiguous; never loads the whole input."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """An external request a transform made, for the audit trail."""
+
+    call_type: str
+    request: Any
+    response: Any | None
+    error: Mapping[str, Any] | None
+    latency_ms: float
+    cost: float | None = None
+
+
+@dataclass
+class TransformContext:
+    """What a transform may use besides its row: the injected clock and a call recorder."""
+
+    clock: Clock
+    run_id: str
+    node_id: str
+    token_id: str
+    calls: list[CallRecord] = field(default_factory=list)
+
+    def record_call(self, call: CallRecord) -> None:
+        self.calls.append(call)
+
+
+@dataclass(frozen=True, slots=True)
+class TransformResult:
+    """Exactly one of: a row to pass on, a drop (filtered out, with reason), or an error."""
+
+    row: Row | None = None
+    dropped: str | None = None
+    error: RowError | None = None
+
+    def __post_init__(self) -> None:
+        if sum(x is not None for x in (self.row, self.dropped, self.error)) != 1:
+            raise ValueError("a transform result is exactly one of row, dropped or error")
+
+    @classmethod
+    def ok(cls, row: Row) -> TransformResult:
+        return cls(row=row)
+
+    @classmethod
+    def drop(cls, reason: str) -> TransformResult:
+        return cls(dropped=reason)
+
+    @classmethod
+    def fail(cls, code: str, reason: str) -> TransformResult:
+        return cls(error=RowError(code, reason))
+
+
+class Transform(Plugin):
+    @abstractmethod
+    def process(self, row: Row, ctx: TransformContext) -> TransformResult:
+        """Process one row. Must not mutate ``row`` in place (the engine reuses its hash)."""
+
+
+class BatchFunction(Plugin):
+    """An aggregation's ``transform`` output mode: many rows in, zero or more rows out."""
+
+    @abstractmethod
+    def process_batch(self, rows: Sequence[Row]) -> list[Row]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PartResult:
+    """A durable part written by a sink for one chunk (flushed and fsynced, or committed)."""
+
+    part_key: str
+    rows: int
+    size_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactResult:
+    artifact_type: str
+    path_or_uri: str
+    content_hash: str
+    size_bytes: int
+    row_count: int
+
+
+class Sink(Plugin):
+    """Writes rows in parts, one per chunk, then promotes all parts to the final artifact.
+
+    ``write_part`` is idempotent per ``part_key`` (rewriting a part replaces it) and returns only
+    once the part is durable: this is what makes checkpoint-after-sink and resume exact.
+    """
+
+    determinism: ClassVar[Determinism] = Determinism.IO_READ
+
+    def __init__(self, options: Mapping[str, Any], *, base_dir: Path, sink_name: str) -> None:
+        super().__init__(options, base_dir=base_dir)
+        self.sink_name = sink_name
+
+    def reject_reason(self, row: Row) -> str | None:
+        """Why this sink cannot accept ``row`` (the row is diverted to the fail sink), or None."""
+        return None
+
+    @abstractmethod
+    def write_part(self, part_key: str, rows: Sequence[tuple[str, Row]]) -> PartResult:
+        """Durably write ``(token_id, row)`` pairs as part ``part_key``."""
+
+    @abstractmethod
+    def finalize(self, part_keys: Sequence[str]) -> ArtifactResult:
+        """Atomically promote the parts, in the given order, to the final artifact."""
+
+
+PluginFactory = Callable[..., Plugin]

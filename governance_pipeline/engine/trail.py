@@ -1,0 +1,135 @@
+"""The audit records of one chunk, built with deterministic ids into one unit of work.
+
+Every executor records through a ``Trail``: rows, tokens, node states, outcomes, calls and
+routing events. Node-state timestamps are the chunk's timestamp (the unit's ``now``); each
+state's own cost is its ``duration_ms``, measured with a monotonic counter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from governance_pipeline.contracts.enums import CallStatus, NodeStateStatus, Outcome, RoutingMode
+from governance_pipeline.contracts.records import (
+    Call,
+    NodeState,
+    RoutingEvent,
+    SourceRow,
+    Token,
+    TokenOutcome,
+    TokenParent,
+)
+from governance_pipeline.engine import ids
+from governance_pipeline.engine.context import RunContext
+from governance_pipeline.engine.plugin_api import CallRecord, Row
+from governance_pipeline.landscape.recorder import UnitOfWork
+
+
+class Arrival:
+    """How a token reached a sink; decides its terminal outcome there."""
+
+    SUCCESS = "success"      # on_success / default / passthrough → completed
+    ROUTED = "routed"        # a gate route → routed
+    ERROR = "error"          # on_error → diverted
+    REJECT = "reject"        # a sink's on_reject → diverted
+    QUARANTINE = "quarantine"  # source.on_invalid → quarantined
+
+
+@dataclass(slots=True)
+class Work:
+    """A token in flight inside a chunk, with the row it carries and that row's hash."""
+
+    token_id: str
+    row_id: str
+    row: Row
+    row_hash: str
+    fork_group_id: str | None = None
+    arrival: str = Arrival.SUCCESS
+    error_hash: str | None = None
+    channel: str | None = None
+    arrived_at: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def dumps(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+class Trail:
+    def __init__(self, ctx: RunContext, uow: UnitOfWork) -> None:
+        self.ctx = ctx
+        self.uow = uow
+        self.run_id = ctx.run_id
+        self.now = uow.now
+        self.snapshot = ctx.policy_snapshot_id
+        self._token_counter: dict[str, int] = {}
+
+    # -- identities ----------------------------------------------------------------------------
+    def new_row(self, index: int, payload_hash: str) -> str:
+        rid = ids.row_id(self.run_id, index)
+        self.uow.add(SourceRow(rid, self.run_id, "source", index, payload_hash, self.now))
+        return rid
+
+    def new_token(self, row_id: str, *, token_id: str | None = None, branch: str | None = None,
+                  fork_group: str | None = None, join_group: str | None = None) -> str:
+        if token_id is None:
+            n = self._token_counter.get(row_id, 0)
+            self._token_counter[row_id] = n + 1
+            token_id = ids.token_id(row_id, n)
+        self.uow.add(Token(token_id, self.run_id, row_id, branch, fork_group, join_group, None,
+                           self.now))
+        return token_id
+
+    def parent(self, child: str, parent: str, ordinal: int) -> None:
+        self.uow.add(TokenParent(child, parent, self.run_id, ordinal))
+
+    def hash_row(self, row: Row) -> str:
+        return self.uow.payload(row)
+
+    def error_hash(self, error: dict[str, Any]) -> str:
+        return self.uow.payload(error)
+
+    # -- node states, outcomes, calls, routing -------------------------------------------------------
+    def state(self, work: Work, node_id: str, status: NodeStateStatus, *, duration_ms: float,
+              output_hash: str | None = None, error: dict[str, Any] | None = None,
+              context: dict[str, Any] | None = None) -> str:
+        position = self.ctx.graph.positions[node_id]
+        sid = ids.state_id(work.token_id, position)
+        closed = status is not NodeStateStatus.OPEN
+        self.uow.add(NodeState(
+            sid, self.run_id, work.token_id, node_id, position, 0, status, work.row_hash,
+            output_hash, None, dumps(context) if context else None,
+            dumps(error) if error is not None else None, duration_ms, self.snapshot, self.now,
+            self.now if closed else None))
+        return sid
+
+    def outcome(self, token_id: str, outcome: Outcome, *, sink: str | None = None,
+                batch_id: str | None = None, fork_group: str | None = None,
+                join_group: str | None = None, error_hash: str | None = None,
+                context: dict[str, Any] | None = None) -> None:
+        terminal = outcome.is_terminal
+        self.uow.add(TokenOutcome(
+            ids.outcome_id(token_id, terminal=terminal), self.run_id, token_id, outcome, terminal,
+            sink, batch_id, fork_group, join_group, None, error_hash,
+            dumps(context) if context else None, self.now))
+
+    def calls(self, state: str, calls: list[CallRecord]) -> None:
+        for i, call in enumerate(calls):
+            ok = call.error is None
+            self.uow.add(Call(
+                ids.call_id(state, i), self.run_id, state, None, i, call.call_type,
+                CallStatus.SUCCESS if ok else CallStatus.ERROR, self.uow.payload(call.request),
+                self.uow.payload(call.response) if ok else None,
+                None if ok else dumps(call.error), call.latency_ms, call.cost, self.now))
+
+    def routing(self, state: str, node_id: str, targets: list[tuple[str, str]], *,
+                reason: dict[str, Any], mode: str) -> None:
+        """One routing event per target (label, target) of a gate decision, grouped by state."""
+        reason_json = dumps(reason)
+        for i, (label, target) in enumerate(targets):
+            self.uow.add(RoutingEvent(
+                ids.routing_id(state, i), self.run_id, state, self.ctx.edge(node_id, target, label),
+                state, i, RoutingMode(mode), None, reason_json, self.now))
