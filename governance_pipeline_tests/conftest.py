@@ -25,7 +25,8 @@ from governance_pipeline.landscape.recorder import Recorder
 from governance_pipeline.landscape.store import Landscape
 
 PG_ENV = "GOVERNANCE_TEST_PG_URL"
-_TEMPLATE_DB = "gp_test_template"
+# Per process, so concurrent test sessions (and xdist workers) never share a template.
+_TEMPLATE_DB = f"gp_test_template_{os.getpid()}"
 
 
 def _pg_admin_url() -> str | None:
@@ -54,6 +55,8 @@ def pg_template() -> Iterator[str | None]:
     migrate.upgrade(engine)
     engine.dispose()
     yield admin
+    with admin_engine.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {_TEMPLATE_DB} WITH (FORCE)"))
     admin_engine.dispose()
 
 

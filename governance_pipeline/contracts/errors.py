@@ -68,6 +68,11 @@ NOT_FOUND = register(
     "GP-INPUT-001", "Not found",
     "Check the identifier; `governance-pipeline runs` lists the runs in this Landscape.",
     ExitCode.INVALID_INPUT)
+USAGE_INVALID = register(
+    "GP-INPUT-002", "Invalid command-line arguments",
+    "Correct the argument or option named in the message; `governance-pipeline COMMAND --help` "
+    "lists what the command accepts.",
+    ExitCode.INVALID_INPUT)
 
 # --- operational (exit 1) -----------------------------------------------------------------------
 DATABASE_UNAVAILABLE = register(
@@ -86,6 +91,15 @@ KEY_UNAVAILABLE = register(
     "GP-KEY-001", "Signing key unavailable",
     "Check that $GOVERNANCE_HOME/keys exists, is writable by you and holds a valid Ed25519 key "
     "with mode 0600.",
+    ExitCode.OPERATIONAL)
+FILE_IO_FAILED = register(
+    "GP-IO-001", "A file could not be read or written",
+    "Check that the path in the message exists and that you may read or write it.",
+    ExitCode.OPERATIONAL)
+INTERNAL_ERROR = register(
+    "GP-INTERNAL-001", "Unexpected internal error",
+    "This is a bug: re-run with --debug (or GOVERNANCE_DEBUG=1) to see the traceback, and report "
+    "it with that output.",
     ExitCode.OPERATIONAL)
 
 # --- integrity (exit 5) ---------------------------------------------------------------------------
@@ -109,6 +123,92 @@ SWEEP_FINDINGS = register(
     "Each finding names the token or state involved; resume the run if it was interrupted, "
     "otherwise investigate the listed records.",
     ExitCode.INTEGRITY)
+SEAL_UNTRUSTED = register(
+    "GP-AUDIT-005", "A ledger seal is invalid, made by an untrusted key, or missing",
+    "If the signing key was rotated, verify with the public key that sealed the run; otherwise "
+    "the sealed history was rewritten or cut short: restore from a verified backup.",
+    ExitCode.INTEGRITY)
+
+# --- sources (GP-SOURCE) ------------------------------------------------------------------------
+SOURCE_OPTIONS_INVALID = register(
+    "GP-SOURCE-001", "Invalid source options",
+    "Correct the option named in the message; docs/sources.md lists the options of each source "
+    "(csv, jsonl, parquet, sql) and the row schema with their defaults.",
+    ExitCode.INVALID_INPUT)
+SOURCE_UNREADABLE = register(
+    "GP-SOURCE-002", "The source input cannot be read as a whole",
+    "The message names the file and what is wrong with it as a whole (header, file format). "
+    "Single bad records never raise this: they are quarantined with a reason. Fix or re-export "
+    "the file.",
+    ExitCode.INVALID_INPUT)
+SOURCE_QUERY_FAILED = register(
+    "GP-SOURCE-003", "The source query failed",
+    "Check the query and its params against the source database; the message carries the "
+    "database's own error. Give result columns unique names (use AS aliases).",
+    ExitCode.INVALID_INPUT)
+SOURCE_DB_UNAVAILABLE = register(
+    "GP-SOURCE-004", "The source database is unavailable",
+    "Check the source url (driver, host, port, credentials, database name) and that the server "
+    "is running and reachable.",
+    ExitCode.OPERATIONAL)
+
+# --- sinks (GP-SINK) ------------------------------------------------------------------------------
+SINK_OPTIONS_INVALID = register(
+    "GP-SINK-001", "Invalid sink options",
+    "Correct the option named in the message; docs/sinks.md lists the options of each sink "
+    "(csv, jsonl, parquet, sql) with their defaults.",
+    ExitCode.INVALID_INPUT)
+SINK_WRITE_FAILED = register(
+    "GP-SINK-002", "A sink could not write its output",
+    "Check that the output directory exists and is writable, that no directory occupies the "
+    "output or part file name, that the disk has space, and (SQL sinks) that the database is "
+    "reachable; then resume the run: parts already written are kept and rewritten idempotently.",
+    ExitCode.OPERATIONAL)
+SINK_PART_MISSING = register(
+    "GP-SINK-003", "A sink part is missing at finalize",
+    "A part the run wrote is no longer in the parts directory (`<output>.parts/`): it was deleted "
+    "or the output was moved. Restore the directory, or re-run the pipeline from the start.",
+    ExitCode.OPERATIONAL)
+SINK_ROW_UNFIT = register(
+    "GP-SINK-004", "A row does not fit the sink",
+    "Rows a sink cannot take must be diverted before they are written: give the sink a fail sink "
+    "(see docs/pipelines.md), or change the transform so the rows match the sink's columns.",
+    ExitCode.INVALID_INPUT)
+SINK_TABLE_UNUSABLE = register(
+    "GP-SINK-005", "The SQL sink's table cannot be used",
+    "Create the table with the key column (default `_gp_token_id`) as its primary key and a "
+    "`_gp_part` text column, or set `create: true` and let the sink create it.",
+    ExitCode.INVALID_INPUT)
+
+
+# --- expressions and transforms (GP-EXPR, GP-TRANSFORM) -----------------------------------------
+EXPRESSION_INVALID = register(
+    "GP-EXPR-001", "Invalid expression",
+    "Correct the expression at the line:column shown; docs/expressions.md lists the operators and "
+    "functions the language allows (no attribute access, no '**', no calls outside the list).",
+    ExitCode.INVALID_INPUT)
+EXPRESSION_EVAL = register(
+    "GP-EXPR-002", "An expression could not be evaluated for a row",
+    "The row lacks a field or holds another type than the expression expects: use "
+    "row.get(\"field\", default), coalesce(...) or int()/float()/str() in the expression, or fix "
+    "the input (docs/expressions.md).",
+    ExitCode.INVALID_INPUT)
+TRANSFORM_OPTIONS_INVALID = register(
+    "GP-TRANSFORM-001", "Invalid transform options",
+    "Correct the option named in the message; docs/expressions.md#built-in-transforms lists the "
+    "options of each built-in transform (field_map, rename, compute, filter, lookup, call, "
+    "summarize).",
+    ExitCode.INVALID_INPUT)
+LOOKUP_TABLE_INVALID = register(
+    "GP-TRANSFORM-002", "A lookup table could not be loaded",
+    "The lookup file must exist, be UTF-8 CSV (with a header) or JSON Lines (one object per line), "
+    "hold the key column and the copied columns, have unique keys and at most max_rows rows.",
+    ExitCode.INVALID_INPUT)
+BATCH_FUNCTION_FAILED = register(
+    "GP-TRANSFORM-003", "An aggregation batch function failed on its rows",
+    "The batch holds a value the aggregate cannot use (e.g. text in sum:field): fix the input or "
+    "convert the field with a compute transform before the aggregation.",
+    ExitCode.INVALID_INPUT)
 
 
 class GovernanceError(Exception):

@@ -21,6 +21,7 @@ from governance_pipeline.contracts.enums import BatchStatus, NodeStateStatus, Ou
 from governance_pipeline.contracts.records import Batch, BatchMember
 from governance_pipeline.engine import ids
 from governance_pipeline.engine.config import AggregationNode
+from governance_pipeline.engine.faults import crash_point
 from governance_pipeline.engine.trail import Work, dumps
 from governance_pipeline.landscape.payloads import load_payload
 from governance_pipeline.landscape.schema import batch_members, batches, node_states, tokens
@@ -137,6 +138,7 @@ def _flush(proc: ChunkProcessor, node: AggregationNode, batch: OpenBatch, trigge
         except Exception as exc:  # a plugin bug fails the batch; its members are recorded failed
             failure = f"{type(exc).__name__}: {exc}"
         context["duration_ms"] = (time.perf_counter() - start) * 1000.0
+    crash_point("aggregation.flushed")
     status = BatchStatus.FAILED if failure else BatchStatus.COMPLETED
     if batch.persisted:
         trail.uow.update("batches", {"batch_id": batch.batch_id}, {

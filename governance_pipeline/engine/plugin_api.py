@@ -167,6 +167,9 @@ class Sink(Plugin):
         """Why this sink cannot accept ``row`` (the row is diverted to the fail sink), or None."""
         return None
 
+    def discard_parts(self) -> None:
+        """Forget parts left by an earlier attempt that never finished (fresh runs only)."""
+
     @abstractmethod
     def write_part(self, part_key: str, rows: Sequence[tuple[str, Row]]) -> PartResult:
         """Durably write ``(token_id, row)`` pairs as part ``part_key``."""

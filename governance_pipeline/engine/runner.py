@@ -38,6 +38,7 @@ from governance_pipeline.engine import ids
 from governance_pipeline.engine.aggregation import restore_drafts
 from governance_pipeline.engine.config import PipelineConfig
 from governance_pipeline.engine.context import RunContext
+from governance_pipeline.engine.faults import crash_point
 from governance_pipeline.engine.graph import SOURCE_NODE_ID, Graph
 from governance_pipeline.engine.plugin_api import SourceRecord
 from governance_pipeline.engine.processor import ChunkProcessor
@@ -157,6 +158,8 @@ class Runner:
               run_id: str | None = None) -> Runner:
         run_id = run_id or new_id("run_")
         ctx = RunContext.build(run_id, config, base_dir, clock or landscape.clock)
+        for sink in ctx.plugins.sinks.values():
+            sink.discard_parts()  # a new run never inherits parts of an abandoned attempt
         recorder = Recorder(landscape)
         now = recorder.now()
         event = make_event("run.started", scope=run_id, source="engine", tenant_id=config.tenant,
@@ -184,13 +187,16 @@ class Runner:
                 proc.restored = restore_drafts(conn, self.run_id, self.ctx.graph.positions)
         proc.admit(records)
         proc.run_nodes()
+        crash_point("chunk.processed")
         parts, failures = write_sinks(proc)
         rows = [records[0].index, records[-1].index] if records else None
         uow.add(Checkpoint(ids.checkpoint_id(self.run_id, chunk_index), self.run_id, chunk_index,
                            chunk_index, CHECKPOINT_FORMAT, config_hash(self.ctx.config),
                            dumps({"parts": parts, "rows": rows, "counts": dict(proc.counts)}),
                            uow.now))
+        crash_point("chunk.before_commit")
         self.recorder.commit(uow)
+        crash_point("chunk.committed")
         self.recorder.heartbeat(self.run_id, self.worker)
         if failures:
             raise SinkWriteError("; ".join(f"sink {f.sink}: {f.reason}" for f in failures),
@@ -222,11 +228,13 @@ class Runner:
             for name, sink in self.ctx.plugins.sinks.items():
                 keys = [orjson.loads(s.state_json)["parts"].get(name) for s in ordered]
                 result = sink.finalize([k for k in keys if k])
+                crash_point("sink.finalized")
                 position = self.ctx.graph.positions[name]
                 uow.add(Artifact(f"{self.run_id}.a{position:02d}", self.run_id, name, None,
                                  result.artifact_type, result.path_or_uri, result.content_hash,
                                  result.size_bytes, result.row_count, f"{self.run_id}:{name}",
                                  uow.now))
+            crash_point("run.before_close")
             self._close(uow, RunStatus.COMPLETED, TerminationReason.COMPLETED)
         return self.result()
 

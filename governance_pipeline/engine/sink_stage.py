@@ -20,6 +20,7 @@ from governance_pipeline.contracts.enums import (
 )
 from governance_pipeline.contracts.records import Operation
 from governance_pipeline.engine import ids
+from governance_pipeline.engine.faults import crash_point
 from governance_pipeline.engine.processor import ChunkProcessor
 from governance_pipeline.engine.trail import Arrival, Work, dumps
 
@@ -114,6 +115,7 @@ def _write(proc: ChunkProcessor, name: str, works: list[Work]) -> SinkFailure | 
             trail.state(work, name, NodeStateStatus.FAILED, error=error, duration_ms=duration)
             proc.terminal(work, Outcome.FAILED, error_hash=error_hash)
         return SinkFailure(name, reason)
+    crash_point("sink.part_written")
     duration = (time.perf_counter() - start) * 1000.0
     output: dict[str, Any] = {"part": result.part_key, "rows": result.rows,
                               "size_bytes": result.size_bytes}

@@ -20,6 +20,7 @@ from governance_pipeline.contracts.errors import (
 )
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+WRITE_OPTION = "landscape_write"
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -38,8 +39,10 @@ def normalize_url(url: str | URL) -> URL:
 
 
 def _configure_sqlite(engine: Engine) -> None:
-    # pysqlite's own transaction handling defers BEGIN; we take the write lock at BEGIN instead
-    # (BEGIN IMMEDIATE), so two writers serialise cleanly rather than failing on lock upgrade.
+    # pysqlite's own transaction handling is switched off so that we issue BEGIN ourselves: a
+    # write transaction takes the write lock up front (BEGIN IMMEDIATE), so two writers
+    # serialise on busy_timeout instead of failing on a lock upgrade; reads stay deferred and,
+    # in WAL mode, never block or wait for writers.
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None
@@ -52,7 +55,8 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        immediate = conn.get_execution_options().get(WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def create_landscape_engine(url: str | URL) -> Engine:
@@ -64,6 +68,15 @@ def create_landscape_engine(url: str | URL) -> Engine:
         _configure_sqlite(engine)
         return engine
     return create_engine(parsed, pool_pre_ping=True)
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that intends to write (on SQLite: holds the write lock from its start)."""
+    with engine.connect() as conn:
+        conn.execution_options(**{WRITE_OPTION: True})
+        with conn.begin():
+            yield conn
 
 
 def is_postgres(engine: Engine) -> bool:

@@ -1,0 +1,189 @@
+"""Lineage of one source row or token: what happened to it, node by node, and how it ended.
+
+Everything is read with Tier-1 validation and every payload is verified against its hash, so an
+explanation is either true to the recorded trail or fails loudly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, or_, select
+
+from governance_pipeline.contracts.errors import NotFoundError
+from governance_pipeline.contracts.records import (
+    Call,
+    NodeState,
+    RoutingEvent,
+    SourceRow,
+    Token,
+    TokenOutcome,
+    ValidationErrorRecord,
+)
+from governance_pipeline.landscape.payloads import load_payload
+from governance_pipeline.landscape.queries import Source, get_run, reading
+from governance_pipeline.landscape.schema import (
+    calls,
+    edges,
+    node_states,
+    routing_events,
+    rows,
+    token_outcomes,
+    token_parents,
+    tokens,
+    validation_errors,
+)
+
+
+def _payload_view(conn: Connection, content_hash: str | None) -> Any:
+    """A stored payload as JSON if it is JSON, else as text (raw bytes of a malformed row)."""
+    if content_hash is None:
+        return None
+    data = load_payload(conn, content_hash)
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return {"raw": data.decode("utf-8", errors="backslashreplace")}
+
+
+def _json(text: str | None) -> Any:
+    return None if text is None else orjson.loads(text)
+
+
+@dataclass(frozen=True)
+class StateView:
+    state: NodeState
+    calls: list[dict[str, Any]]
+    routing: list[dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        s = self.state
+        return {"state_id": s.state_id, "node_id": s.node_id, "step": s.step_index,
+                "attempt": s.attempt, "status": s.status.value, "input_hash": s.input_hash,
+                "output_hash": s.output_hash, "duration_ms": s.duration_ms,
+                "policy_snapshot_id": s.policy_snapshot_id, "context": _json(s.context_after),
+                "error": _json(s.error_json), "calls": self.calls, "routing": self.routing}
+
+
+@dataclass(frozen=True)
+class TokenView:
+    token: Token
+    parents: list[str]
+    children: list[str]
+    states: list[StateView]
+    outcomes: list[TokenOutcome]
+    errors: list[Any] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        t = self.token
+        return {"token_id": t.token_id, "branch": t.branch_name, "fork_group": t.fork_group_id,
+                "join_group": t.join_group_id, "parents": self.parents,
+                "children": self.children, "states": [s.as_dict() for s in self.states],
+                "outcomes": [{"outcome": o.outcome.value, "terminal": o.is_terminal,
+                              "sink": o.sink_name, "batch_id": o.batch_id,
+                              "error_hash": o.error_hash, "context": _json(o.context_json),
+                              "recorded_at": o.recorded_at} for o in self.outcomes],
+                "errors": self.errors}
+
+
+@dataclass(frozen=True)
+class Explanation:
+    run_id: str
+    row: SourceRow
+    source_payload: Any
+    validation_errors: list[ValidationErrorRecord]
+    tokens: list[TokenView]
+    focus_token: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "row_index": self.row.row_index,
+                "row_id": self.row.row_id, "source_data_hash": self.row.source_data_hash,
+                "source_payload": self.source_payload,
+                "validation_errors": [{"code": v.error_code, "reason": v.reason,
+                                       "destination": v.destination}
+                                      for v in self.validation_errors],
+                "focus_token": self.focus_token,
+                "tokens": [t.as_dict() for t in self.tokens]}
+
+
+def _row(conn: Connection, run_id: str, *, index: int | None = None,
+         row_id: str | None = None) -> SourceRow:
+    q = select(rows).where(rows.c.run_id == run_id)
+    q = q.where(rows.c.row_index == index) if index is not None else q.where(rows.c.row_id == row_id)
+    found = conn.execute(q).mappings().first()
+    if found is None:
+        what = f"row {index}" if index is not None else f"row {row_id}"
+        raise NotFoundError(f"run {run_id} has no {what}")
+    return SourceRow.from_row(found)
+
+
+def _token_views(conn: Connection, run_id: str, row_id: str) -> list[TokenView]:
+    toks = [Token.from_row(r) for r in conn.execute(
+        select(tokens).where(tokens.c.run_id == run_id, tokens.c.row_id == row_id)
+        .order_by(tokens.c.token_id)).mappings()]
+    ids = [t.token_id for t in toks]
+    links = conn.execute(select(token_parents.c.token_id, token_parents.c.parent_token_id)
+                         .where(or_(token_parents.c.token_id.in_(ids),
+                                    token_parents.c.parent_token_id.in_(ids)))
+                         .order_by(token_parents.c.ordinal)).all()
+    states = [NodeState.from_row(r) for r in conn.execute(
+        select(node_states).where(node_states.c.token_id.in_(ids))
+        .order_by(node_states.c.step_index, node_states.c.state_id)).mappings()]
+    state_ids = [s.state_id for s in states]
+    call_rows = [Call.from_row(r) for r in conn.execute(
+        select(calls).where(calls.c.state_id.in_(state_ids)).order_by(calls.c.call_id)).mappings()]
+    route_rows = conn.execute(
+        select(routing_events, edges.c.to_node_id, edges.c.label)
+        .join(edges, edges.c.edge_id == routing_events.c.edge_id)
+        .where(routing_events.c.state_id.in_(state_ids))
+        .order_by(routing_events.c.event_id)).mappings().all()
+    for r in route_rows:  # Tier-1: the routing columns are validated like any other read
+        RoutingEvent.from_row(r)
+    outcomes = [TokenOutcome.from_row(r) for r in conn.execute(
+        select(token_outcomes).where(token_outcomes.c.token_id.in_(ids))
+        .order_by(token_outcomes.c.is_terminal, token_outcomes.c.outcome_id)).mappings()]
+    views = []
+    for tok in toks:
+        tstates = []
+        for s in (s for s in states if s.token_id == tok.token_id):
+            tcalls = [{"call_id": c.call_id, "type": c.call_type, "status": c.status.value,
+                       "latency_ms": c.latency_ms, "cost": c.cost,
+                       "request": _payload_view(conn, c.request_hash),
+                       "response": _payload_view(conn, c.response_hash),
+                       "error": _json(c.error_json)}
+                      for c in call_rows if c.state_id == s.state_id]
+            troute = [{"to": r["to_node_id"], "label": r["label"], "mode": r["mode"],
+                       "reason": _json(r["reason_json"])}
+                      for r in route_rows if r["state_id"] == s.state_id]
+            tstates.append(StateView(s, tcalls, troute))
+        touts = [o for o in outcomes if o.token_id == tok.token_id]
+        errors = [_payload_view(conn, o.error_hash) for o in touts if o.error_hash]
+        views.append(TokenView(
+            tok, [p for c, p in links if c == tok.token_id],
+            [c for c, p in links if p == tok.token_id], tstates, touts, errors))
+    return views
+
+
+def explain(source: Source, run_id: str, *, row_index: int | None = None,
+            token_id: str | None = None) -> Explanation:
+    """Lineage of the row at ``row_index``, or of the row that ``token_id`` belongs to."""
+    if (row_index is None) == (token_id is None):
+        raise ValueError("explain needs exactly one of row_index or token_id")
+    with reading(source, snapshot=True) as conn:
+        get_run(conn, run_id)
+        if token_id is not None:
+            found = conn.execute(select(tokens.c.row_id).where(
+                tokens.c.run_id == run_id, tokens.c.token_id == token_id)).scalar()
+            if found is None:
+                raise NotFoundError(f"run {run_id} has no token {token_id}")
+            row = _row(conn, run_id, row_id=found)
+        else:
+            row = _row(conn, run_id, index=row_index)
+        verrors = [ValidationErrorRecord.from_row(r) for r in conn.execute(
+            select(validation_errors).where(validation_errors.c.run_id == run_id,
+                                            validation_errors.c.row_index == row.row_index)
+        ).mappings()]
+        return Explanation(run_id, row, _payload_view(conn, row.source_data_hash), verrors,
+                           _token_views(conn, run_id, row.row_id), token_id)
