@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,6 +150,7 @@ class Runner:
         self.ctx = ctx
         self.run_id = ctx.run_id
         self.worker = worker_identity()
+        self.on_chunk: Callable[[int, dict[str, int]], None] | None = None
 
     # -- starting ------------------------------------------------------------------------------
     @classmethod
@@ -198,6 +199,8 @@ class Runner:
         self.recorder.commit(uow)
         crash_point("chunk.committed")
         self.recorder.heartbeat(self.run_id, self.worker)
+        if self.on_chunk is not None:
+            self.on_chunk(chunk_index, dict(proc.counts))
         if failures:
             raise SinkWriteError("; ".join(f"sink {f.sink}: {f.reason}" for f in failures),
                                  details={"sinks": [f.sink for f in failures],

@@ -25,6 +25,7 @@ from governance_pipeline.contracts.records import (
 from governance_pipeline.landscape.payloads import load_payload
 from governance_pipeline.landscape.queries import Source, get_run, reading
 from governance_pipeline.landscape.schema import (
+    batches,
     calls,
     edges,
     node_states,
@@ -119,9 +120,18 @@ def _row(conn: Connection, run_id: str, *, index: int | None = None,
     return SourceRow.from_row(found)
 
 
-def _token_views(conn: Connection, run_id: str, row_id: str) -> list[TokenView]:
+def _token_views(conn: Connection, run_id: str, row_id: str,
+                 focus: str | None) -> list[TokenView]:
+    # An aggregation's output tokens carry the row id of their batch's first member; they are
+    # that row's descendants only through the batch, so they show as children, not as tokens
+    # of the row — unless one of them is the token asked about.
+    batch_output = tokens.c.join_group_id.in_(
+        select(batches.c.batch_id).where(batches.c.run_id == run_id))
+    mine = or_(tokens.c.join_group_id.is_(None), ~batch_output)
+    if focus is not None:
+        mine = or_(mine, tokens.c.token_id == focus)
     toks = [Token.from_row(r) for r in conn.execute(
-        select(tokens).where(tokens.c.run_id == run_id, tokens.c.row_id == row_id)
+        select(tokens).where(tokens.c.run_id == run_id, tokens.c.row_id == row_id, mine)
         .order_by(tokens.c.token_id)).mappings()]
     ids = [t.token_id for t in toks]
     links = conn.execute(select(token_parents.c.token_id, token_parents.c.parent_token_id)
@@ -186,4 +196,4 @@ def explain(source: Source, run_id: str, *, row_index: int | None = None,
                                             validation_errors.c.row_index == row.row_index)
         ).mappings()]
         return Explanation(run_id, row, _payload_view(conn, row.source_data_hash), verrors,
-                           _token_views(conn, run_id, row.row_id), token_id)
+                           _token_views(conn, run_id, row.row_id, token_id), token_id)

@@ -1,0 +1,171 @@
+"""Pipeline commands: ``validate``, ``run``, ``resume`` and ``explain``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from governance_pipeline.cli.access import open_landscape
+from governance_pipeline.cli.output import CliState, reporting, table
+from governance_pipeline.contracts.clock import SYSTEM_CLOCK
+from governance_pipeline.contracts.enums import RunStatus
+from governance_pipeline.contracts.errors import GovernanceError
+from governance_pipeline.contracts.settings import Settings
+from governance_pipeline.engine.config import PipelineConfig, load_pipeline
+from governance_pipeline.engine.context import RunContext
+from governance_pipeline.engine.runner import RunResult, Runner, config_hash
+from governance_pipeline.landscape.explain import Explanation, explain
+
+
+def _pipeline_env(settings: Settings) -> None:
+    """Pipelines may write under ``${GOVERNANCE_HOME}``: make it the resolved, absolute home."""
+    os.environ["GOVERNANCE_HOME"] = str(settings.home)
+
+
+def _load(state: CliState, path: Path) -> PipelineConfig:
+    _pipeline_env(state.settings())
+    return load_pipeline(path.resolve())
+
+
+@click.command("validate")
+@reporting
+@click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
+def validate_cmd(state: CliState, pipeline: Path) -> int:
+    """Check a pipeline file: schema, wiring, plugins and their options, expressions."""
+    config = _load(state, pipeline)
+    ctx = RunContext.build("validate", config, pipeline.resolve().parent, SYSTEM_CLOCK)
+    doc = {"file": str(pipeline), "valid": True, "pipeline": config.name,
+           "tenant": config.tenant, "config_hash": config_hash(config),
+           "chunk_size": config.chunk_size,
+           "nodes": [{"id": n.id, "kind": n.kind} for n in ctx.graph.order],
+           "sinks": {name: s.plugin for name, s in config.sinks.items()}}
+    if state.json:
+        state.emit(doc)
+        return 0
+    state.say(f"{pipeline}: valid pipeline '{config.name}' (tenant {config.tenant})")
+    state.say(f"config hash {doc['config_hash']}")
+    state.say("nodes: " + " → ".join(f"{n['id']} ({n['kind']})" for n in doc["nodes"]))
+    state.say("sinks: " + ", ".join(f"{k} ({v})" for k, v in doc["sinks"].items()))
+    return 0
+
+
+def _progress(state: CliState, run_id: str) -> Any:
+    def on_chunk(index: int, counts: dict[str, int]) -> None:
+        label = "final step" if index < 0 else f"chunk {index}"
+        summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no tokens"
+        state.note(f"  {run_id} {label}: {summary}")
+    return on_chunk
+
+
+def _execute(state: CliState, runner: Runner) -> int:
+    runner.on_chunk = _progress(state, runner.run_id)
+    try:
+        result = runner.execute()
+    except GovernanceError as exc:
+        exc.details.setdefault("run_id", runner.run_id)
+        raise
+    return _report(state, result)
+
+
+def _report(state: CliState, result: RunResult) -> int:
+    code = 0 if result.status is RunStatus.COMPLETED else 1
+    if state.json:
+        state.emit(result.as_dict())
+        return code
+    state.say(f"run {result.run_id}: {result.status.value} "
+              f"({result.termination_reason.value if result.termination_reason else '-'})")
+    state.say("outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(result.outcome_counts.items())))
+    for line in table(["sink", "rows", "sha256", "path"],
+                      [[s.sink, str(s.row_count), s.sha256[:16] + "…", s.path_or_uri]
+                       for s in result.sinks]):
+        state.say(line)
+    state.note(f"next: governance-pipeline explain {result.run_id} --row 0 · "
+               f"governance-pipeline verify {result.run_id}")
+    return code
+
+
+@click.command("run")
+@reporting
+@click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
+def run_cmd(state: CliState, pipeline: Path) -> int:
+    """Run a pipeline; progress on stderr, the result (counts, sinks and digests) on stdout."""
+    path = pipeline.resolve()
+    config = _load(state, path)
+    with open_landscape(state.settings()) as landscape:
+        runner = Runner.start(landscape, config, base_dir=path.parent, pipeline_path=path)
+        state.note(f"run {runner.run_id} started: pipeline {config.name}")
+        return _execute(state, runner)
+
+
+@click.command("resume")
+@reporting
+@click.argument("run_id")
+def resume_cmd(state: CliState, run_id: str) -> int:
+    """Continue a failed, interrupted or abandoned run from its checkpoints."""
+    from governance_pipeline.engine.resume import resume
+
+    _pipeline_env(state.settings())
+    with open_landscape(state.settings()) as landscape:
+        runner = resume(landscape, run_id)
+        state.note(f"run {run_id} resumed")
+        return _execute(state, runner)
+
+
+def _ids(values: list[str], shown: int = 4) -> str:
+    if len(values) <= shown:
+        return ", ".join(values)
+    return f"{', '.join(values[:shown])} and {len(values) - shown} more (see --json)"
+
+
+def _print_explanation(state: CliState, exp: Explanation) -> None:
+    state.say(f"run {exp.run_id} row {exp.row.row_index} ({exp.row.row_id})")
+    state.say(f"  source payload {exp.row.source_data_hash[:16]}…: {exp.source_payload}")
+    for err in exp.validation_errors:
+        state.say(f"  invalid: {err.error_code}: {err.reason} → {err.destination}")
+    for view in exp.tokens:
+        mark = " ◀" if view.token.token_id == exp.focus_token else ""
+        origin = f" branch {view.token.branch_name}" if view.token.branch_name else ""
+        state.say(f"  token {view.token.token_id}{origin}{mark}")
+        if view.parents:
+            state.say(f"    parents: {_ids(view.parents)}")
+        if view.children:
+            state.say(f"    children: {_ids(view.children)}")
+        for sv in view.states:
+            s = sv.state
+            out = f" out {s.output_hash[:12]}…" if s.output_hash else ""
+            state.say(f"    [{s.step_index}] {s.node_id}: {s.status.value} in {s.input_hash[:12]}…"
+                      f"{out} ({(s.duration_ms or 0):.3f} ms)")
+            for r in sv.routing:
+                state.say(f"        route {r['label']} → {r['to']} ({r['mode']})")
+            for c in sv.calls:
+                state.say(f"        call {c['type']} {c['status']} {c['latency_ms']} ms")
+            if s.error_json:
+                state.say(f"        error: {s.error_json}")
+        for o in view.outcomes:
+            where = f" at {o.sink_name}" if o.sink_name else ""
+            kind = "terminal" if o.is_terminal else "non-terminal"
+            state.say(f"    outcome: {o.outcome.value}{where} ({kind})")
+
+
+@click.command("explain")
+@reporting
+@click.argument("run_id")
+@click.option("--row", "row_index", type=click.IntRange(min=0), help="Source row index.")
+@click.option("--token", "token_id", help="Token id.")
+def explain_cmd(state: CliState, run_id: str, row_index: int | None, token_id: str | None) -> int:
+    """Full lineage of one row or token: payload, node states, routing, calls, outcome."""
+    if (row_index is None) == (token_id is None):
+        raise click.UsageError("give exactly one of --row N or --token ID")
+    with open_landscape(state.settings()) as landscape:
+        exp = explain(landscape, run_id, row_index=row_index, token_id=token_id)
+    if state.json:
+        state.emit(exp.as_dict())
+    else:
+        _print_explanation(state, exp)
+    return 0
+
+
+COMMANDS = (validate_cmd, run_cmd, resume_cmd, explain_cmd)
