@@ -273,6 +273,9 @@ Index("uq_token_terminal_outcome", token_outcomes.c.token_id, unique=True,
       sqlite_where=token_outcomes.c.is_terminal == literal_column("1"),
       postgresql_where=token_outcomes.c.is_terminal == literal_column("1"))
 Index(None, token_outcomes.c.run_id, token_outcomes.c.outcome)
+# Lookups by token that must not depend on is_terminal (the sweep distrusts the flag), and
+# that the partial unique index cannot serve.
+Index(None, token_outcomes.c.token_id, token_outcomes.c.outcome)
 
 operations = Table(
     "operations", metadata,

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 04:35:25.156759
+Create Date: 2026-11-22 05:00:43.430552
 """
 
 from __future__ import annotations
@@ -404,6 +404,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('token_outcomes', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_token_outcomes_run_id_outcome'), ['run_id', 'outcome'], unique=False)
+        batch_op.create_index(batch_op.f('ix_token_outcomes_token_id_outcome'), ['token_id', 'outcome'], unique=False)
         batch_op.create_index('uq_token_terminal_outcome', ['token_id'], unique=True, sqlite_where=sa.text('is_terminal = 1'), postgresql_where=sa.text('is_terminal = 1'))
 
     op.create_table('token_parents',
@@ -488,6 +489,7 @@ def downgrade() -> None:
     op.drop_table('token_parents')
     with op.batch_alter_table('token_outcomes', schema=None) as batch_op:
         batch_op.drop_index('uq_token_terminal_outcome', sqlite_where=sa.text('is_terminal = 1'), postgresql_where=sa.text('is_terminal = 1'))
+        batch_op.drop_index(batch_op.f('ix_token_outcomes_token_id_outcome'))
         batch_op.drop_index(batch_op.f('ix_token_outcomes_run_id_outcome'))
 
     op.drop_table('token_outcomes')
