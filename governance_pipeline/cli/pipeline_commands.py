@@ -144,6 +144,8 @@ def _print_explanation(state: CliState, exp: Explanation) -> None:
                 state.say(f"        call {c['type']} {c['status']} {c['latency_ms']} ms")
             if s.error_json:
                 state.say(f"        error: {s.error_json}")
+        if view.batch_outputs:
+            state.say(f"    batch produced: {_ids(view.batch_outputs)}")
         for o in view.outcomes:
             where = f" at {o.sink_name}" if o.sink_name else ""
             kind = "terminal" if o.is_terminal else "non-terminal"

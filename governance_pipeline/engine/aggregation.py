@@ -51,12 +51,13 @@ class _Buffer:
 
     def add(self, work: Work) -> None:
         trigger = self.node.trigger
+        at = work.arrived_at  # when the token reached this node (set by ChunkProcessor.deliver)
         if self.open and trigger.timeout_seconds and \
-                self.now() - self.open.first_at >= trigger.timeout_seconds:
+                at - self.open.first_at >= trigger.timeout_seconds:
             self.flush(self.open, TriggerType.TIMEOUT, "timeout before next arrival")
         if self.open is None:
             self.open = OpenBatch(ids.batch_id(self.proc.trail.run_id, self.position,
-                                               self.proc.chunk_index, self.serial), self.now())
+                                               self.proc.chunk_index, self.serial), at)
             self.serial += 1
         batch = self.open
         batch.members.append(work)
@@ -66,7 +67,7 @@ class _Buffer:
         condition = self.proc.ctx.plugins.conditions.get(self.node.id)
         if condition is not None and condition.evaluate(work.row, {
                 "batch_count": len(batch.members),
-                "batch_age_seconds": self.now() - batch.first_at}):
+                "batch_age_seconds": at - batch.first_at}):
             self.flush(batch, TriggerType.CONDITION, f"condition true: {condition.source}")
 
     def flush(self, batch: OpenBatch, trigger: TriggerType, reason: str) -> None:
@@ -164,12 +165,13 @@ def _flush(proc: ChunkProcessor, node: AggregationNode, batch: OpenBatch, trigge
         return
     for work in batch.members:
         proc.terminal(work, Outcome.CONSUMED_IN_BATCH, batch_id=batch.batch_id)
+    # An output token's lineage runs through its batch (join_group_id = batch id, and the batch's
+    # members are in batch_members): linking every output to every member would cost
+    # outputs × members rows for the same fact.
     first = batch.members[0]
     for n, row in enumerate(outputs):
         token = trail.new_token(first.row_id, token_id=ids.batch_token_id(batch.batch_id, n),
                                 join_group=batch.batch_id)
-        for ordinal, work in enumerate(batch.members):
-            trail.parent(token, work.token_id, ordinal)
         proc.deliver(Work(token, first.row_id, row, trail.hash_row(row)), node.on_success)
 
 

@@ -11,7 +11,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from governance_pipeline.contracts.enums import NodeStateStatus, Outcome
+from governance_pipeline.contracts.enums import NodeStateStatus, Outcome, RoutingMode
 from governance_pipeline.contracts.errors import GovernanceError
 from governance_pipeline.contracts.records import ValidationErrorRecord
 from governance_pipeline.engine import aggregation, coalesce
@@ -52,7 +52,9 @@ class ChunkProcessor:
             return
         consumer = self.ctx.graph.consumer[target]
         work.channel = target
-        if isinstance(self.ctx.graph.node(consumer), CoalesceNode):
+        # Coalesce policies and aggregation timeouts judge a token by when it arrived: nodes run
+        # over the whole chunk in turn, so the clock at the consuming node is the same for all.
+        if isinstance(self.ctx.graph.node(consumer), (CoalesceNode, AggregationNode)):
             work.arrived_at = self.ctx.clock.now().timestamp()
         self.pending[consumer].append(work)
 
@@ -180,7 +182,8 @@ class ChunkProcessor:
             forking = chosen is not None and node.routes[chosen].fork is not None
             state = trail.state(work, node.id, NodeStateStatus.COMPLETED,
                                 output_hash=work.row_hash, duration_ms=_ms(start), context=reason)
-            trail.routing(state, node.id, targets, reason=reason, mode="copy" if forking else "move")
+            trail.routing(state, node.id, targets, reason=reason,
+                          mode=RoutingMode.COPY if forking else RoutingMode.MOVE)
             if forking:
                 self._fork(node, work, [t for _, t in targets])
             else:

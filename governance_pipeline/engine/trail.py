@@ -126,10 +126,10 @@ class Trail:
                 None if ok else dumps(call.error), call.latency_ms, call.cost, self.now))
 
     def routing(self, state: str, node_id: str, targets: list[tuple[str, str]], *,
-                reason: dict[str, Any], mode: str) -> None:
+                reason: dict[str, Any], mode: RoutingMode) -> None:
         """One routing event per target (label, target) of a gate decision, grouped by state."""
         reason_json = dumps(reason)
         for i, (label, target) in enumerate(targets):
             self.uow.add(RoutingEvent(
                 ids.routing_id(state, i), self.run_id, state, self.ctx.edge(node_id, target, label),
-                state, i, RoutingMode(mode), None, reason_json, self.now))
+                state, i, mode, None, reason_json, self.now))

@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, DBAPIError
-from sqlalchemy.pool import NullPool
 
 from governance_pipeline.contracts.errors import (
     DATABASE_UNAVAILABLE,
@@ -64,7 +63,9 @@ def create_landscape_engine(url: str | URL) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed, poolclass=NullPool)
+        # Connections are kept (QueuePool, SQLAlchemy's default for files): opening one runs the
+        # pragmas, and closing the last one makes SQLite checkpoint and truncate the WAL.
+        engine = create_engine(parsed)
         _configure_sqlite(engine)
         return engine
     return create_engine(parsed, pool_pre_ping=True)

@@ -76,6 +76,7 @@ class TokenView:
     states: list[StateView]
     outcomes: list[TokenOutcome]
     errors: list[Any] = field(default_factory=list)
+    batch_outputs: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         t = self.token
@@ -86,7 +87,7 @@ class TokenView:
                               "sink": o.sink_name, "batch_id": o.batch_id,
                               "error_hash": o.error_hash, "context": _json(o.context_json),
                               "recorded_at": o.recorded_at} for o in self.outcomes],
-                "errors": self.errors}
+                "errors": self.errors, "batch_outputs": self.batch_outputs}
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,13 @@ def _token_views(conn: Connection, run_id: str, row_id: str,
     outcomes = [TokenOutcome.from_row(r) for r in conn.execute(
         select(token_outcomes).where(token_outcomes.c.token_id.in_(ids))
         .order_by(token_outcomes.c.is_terminal, token_outcomes.c.outcome_id)).mappings()]
+    batch_ids = {o.batch_id for o in outcomes if o.batch_id and o.is_terminal}
+    outputs_of: dict[str, list[str]] = {}
+    if batch_ids:
+        for out_id, group in conn.execute(
+                select(tokens.c.token_id, tokens.c.join_group_id)
+                .where(tokens.c.join_group_id.in_(batch_ids)).order_by(tokens.c.token_id)):
+            outputs_of.setdefault(group, []).append(out_id)
     views = []
     for tok in toks:
         tstates = []
@@ -170,9 +178,11 @@ def _token_views(conn: Connection, run_id: str, row_id: str,
             tstates.append(StateView(s, tcalls, troute))
         touts = [o for o in outcomes if o.token_id == tok.token_id]
         errors = [_payload_view(conn, o.error_hash) for o in touts if o.error_hash]
+        produced = [t for o in touts if o.batch_id and o.is_terminal
+                    for t in outputs_of.get(o.batch_id, [])]
         views.append(TokenView(
             tok, [p for c, p in links if c == tok.token_id],
-            [c for c, p in links if p == tok.token_id], tstates, touts, errors))
+            [c for c, p in links if p == tok.token_id], tstates, touts, errors, produced))
     return views
 
 
