@@ -1,0 +1,206 @@
+"""Chain and seal checks of ``verify``: the ledger of one scope, recomputed from its rows.
+
+Every entry hash is recomputed, every link and manifest digest checked, and the manifests are
+replayed into the record hashes the ledger committed (latest version wins). Every seal must be
+signed by the trusted key over an entry that is still in the chain, and a finished run's chain
+must be sealed up to its last entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Select, Table, column, select
+
+from governance_pipeline.contracts.errors import Finding
+from governance_pipeline.landscape import ledger
+from governance_pipeline.landscape.keys import PublicKey
+from governance_pipeline.landscape.schema import (
+    GLOBAL_SCOPE,
+    LEDGERED,
+    LedgerSpec,
+    ledger_entries,
+    ledger_seals,
+    runs,
+)
+
+CHAIN = "chain"
+SEAL = "seal"
+RECORD = "record"
+PAYLOAD = "payload"
+
+
+def raw_select(table: Table) -> Select[Any]:
+    """SELECT every column of ``table`` as the driver returns it, without SQLAlchemy's type
+    processing: a retyped column must become a finding, not a crash in a result processor."""
+    return select(*(column(c.name) for c in table.columns)).select_from(table)
+
+
+_ENTRY_SPEC = LedgerSpec(ledger_entries, ("scope", "seq"), "scope", (), frozenset())
+STREAM = 2_000  # rows fetched per round trip while streaming a table
+
+
+@dataclass
+class Tally:
+    """Counters and findings of one verify, shared by its checks."""
+
+    entries: int = 0
+    records: int = 0
+    payloads: int = 0
+    findings: list[Finding] = field(default_factory=list)
+
+    def add(self, check: str, table: str, key: str, message: str, scope: str | None,
+            **extra: Any) -> None:
+        self.findings.append(Finding(check, table, key, message, scope, extra))
+
+
+@dataclass
+class Chain:
+    """What one scope's chain committed, as verify replayed it."""
+
+    heads: dict[int, str] = field(default_factory=dict)  # seq -> stored entry_hash
+    last_seq: int = 0
+    expected: dict[str, dict[str, str]] = field(default_factory=dict)  # table -> key -> hash
+
+
+def entry_key(scope: str, seq: Any) -> str:
+    return ledger.record_key(_ENTRY_SPEC, {"scope": scope, "seq": seq})
+
+
+# What the ledger's own columns must hold before they are hashed or compared: on SQLite any
+# column can hold any type, and an owner can retype a PostgreSQL column.
+_ENTRY_TYPES = {"seq": int, "prev_hash": str, "records_digest": str, "record_count": int,
+                "manifest": (bytes, memoryview), "created_at": str, "entry_hash": str}
+_SEAL_TYPES = {"seq": int, "head_hash": str, "key_id": str, "signature": str, "sealed_at": str}
+
+
+def _malformed(row: Any, types: dict[str, Any]) -> str:
+    """'' when every column holds its type, else a description of the first that does not."""
+    for name, expected in types.items():
+        value = row[name]
+        if type(value) is bool or not isinstance(value, expected):
+            return f"{name} holds {type(value).__name__} {value!r:.40}"
+    return ""
+
+
+# --- 1. the chain ---------------------------------------------------------------------------------
+def check_chain(conn: Connection, scope: str, state: Tally) -> Chain:
+    chain = Chain()
+    prev_seq, prev_hash = 0, ledger.GENESIS_HASH
+    result = conn.execution_options(yield_per=STREAM).execute(
+        raw_select(ledger_entries).where(ledger_entries.c.scope == scope)
+        .order_by(ledger_entries.c.seq))
+    for entry in result.mappings():
+        state.entries += 1
+        key = entry_key(scope, entry["seq"])
+        wrong = _malformed(entry, _ENTRY_TYPES)
+        if wrong:
+            # Unusable: the next entry then reports the gap or broken link this leaves.
+            state.add(CHAIN, "ledger_entries", key, f"entry malformed: {wrong}", scope)
+            continue
+        seq = entry["seq"]
+        if seq != prev_seq + 1:
+            missing = f"{prev_seq + 1}" if seq == prev_seq + 2 else f"{prev_seq + 1}..{seq - 1}"
+            state.add(CHAIN, "ledger_entries", entry_key(scope, prev_seq + 1),
+                      f"gap: seq {missing} missing from the chain (deleted or moved)", scope,
+                      missing_from=prev_seq + 1, missing_to=seq - 1)
+        elif entry["prev_hash"] != prev_hash:
+            state.add(CHAIN, "ledger_entries", key,
+                      f"broken link: prev_hash does not match the entry_hash of seq {prev_seq}",
+                      scope, expected=prev_hash, actual=entry["prev_hash"])
+        recomputed = ledger.entry_hash(
+            scope=scope, seq=seq, prev_hash=entry["prev_hash"],
+            records_digest=entry["records_digest"], record_count=entry["record_count"],
+            created_at=entry["created_at"])
+        if recomputed != entry["entry_hash"]:
+            state.add(CHAIN, "ledger_entries", key,
+                      "entry altered: its content no longer hashes to its entry_hash", scope,
+                      expected=entry["entry_hash"], actual=recomputed)
+        _replay_manifest(scope, entry, key, chain, state)
+        chain.heads[seq] = entry["entry_hash"]
+        prev_seq, prev_hash = seq, entry["entry_hash"]
+    chain.last_seq = prev_seq
+    return chain
+
+
+def _replay_manifest(scope: str, entry: Any, key: str, chain: Chain, state: Tally) -> None:
+    try:
+        raw = zlib.decompress(bytes(entry["manifest"]))
+        items = orjson.loads(raw)
+    except (zlib.error, orjson.JSONDecodeError) as exc:
+        state.add(CHAIN, "ledger_entries", key, f"manifest unreadable: {exc}", scope)
+        return
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != entry["records_digest"]:
+        state.add(CHAIN, "ledger_entries", key,
+                  "manifest altered: its digest differs from the committed records_digest",
+                  scope, expected=entry["records_digest"], actual=digest)
+    if not isinstance(items, list) or len(items) != entry["record_count"]:
+        count = len(items) if isinstance(items, list) else None
+        state.add(CHAIN, "ledger_entries", key,
+                  f"manifest lists {count} records but record_count is {entry['record_count']}",
+                  scope)
+        if not isinstance(items, list):
+            return
+    for item in items:
+        if not (isinstance(item, list) and len(item) == 3 and item[0] in LEDGERED
+                and all(isinstance(part, str) for part in item)):
+            state.add(CHAIN, "ledger_entries", key, f"manifest item malformed: {item!r:.120}",
+                      scope)
+            continue
+        table, record, record_hash = item
+        if scope != GLOBAL_SCOPE and LEDGERED[table].scope_column is None:
+            # Such a record lives in the global scope, whose chain does not commit it.
+            state.add(CHAIN, "ledger_entries", key,
+                      f"manifest commits {table} {record}, which belongs to the global scope",
+                      scope, table=table, record=record)
+            continue
+        chain.expected.setdefault(table, {})[record] = record_hash
+
+
+# --- 2. seals -------------------------------------------------------------------------------------
+def check_seals(conn: Connection, scope: str, chain: Chain, trusted: PublicKey,
+                 state: Tally) -> None:
+    covered = 0  # highest seq covered by a valid seal
+    for seal in conn.execute(raw_select(ledger_seals).where(ledger_seals.c.scope == scope)
+                             .order_by(ledger_seals.c.seq, ledger_seals.c.seal_id)).mappings():
+        key, seq = str(seal["seal_id"]), seal["seq"]
+        wrong = _malformed(seal, _SEAL_TYPES)
+        if wrong:
+            state.add(SEAL, "ledger_seals", key, f"seal malformed: {wrong}", scope)
+            continue
+        if seal["key_id"] != trusted.key_id:
+            state.add(SEAL, "ledger_seals", key,
+                      f"sealed by unknown key {seal['key_id']} (trusted key is {trusted.key_id})",
+                      scope, seq=seq)
+            continue
+        message = ledger.seal_message(scope=scope, seq=seq, head_hash=seal["head_hash"],
+                                      key_id=seal["key_id"], sealed_at=seal["sealed_at"])
+        if not trusted.verify(seal["signature"], message):
+            state.add(SEAL, "ledger_seals", key,
+                      "invalid signature: the seal was not signed by the trusted key", scope,
+                      seq=seq)
+            continue
+        head = ledger.GENESIS_HASH if seq == 0 else chain.heads.get(seq)
+        if head is None:
+            state.add(SEAL, "ledger_seals", key,
+                      f"chain truncated: the seal covers seq {seq}, which is missing from the "
+                      f"chain (last seq {chain.last_seq})", scope, seq=seq)
+        elif head != seal["head_hash"]:
+            state.add(SEAL, "ledger_seals", key,
+                      f"seal does not match chain: entry seq {seq} is not the entry that was "
+                      "sealed", scope, seq=seq, expected=seal["head_hash"], actual=head)
+        else:
+            covered = max(covered, seq)
+    if scope == GLOBAL_SCOPE or covered >= chain.last_seq:
+        return
+    status = conn.execute(select(runs.c.status).where(runs.c.run_id == scope)).scalar()
+    if status is not None and status != "running":
+        state.add(SEAL, "ledger_entries", entry_key(scope, chain.last_seq),
+                  f"unsealed tail: the run is {status} but no valid seal covers entries "
+                  f"{covered + 1}..{chain.last_seq}; they could have been appended or truncated "
+                  "undetectably", scope, sealed_through=covered, last_seq=chain.last_seq)
