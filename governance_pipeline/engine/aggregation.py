@@ -21,6 +21,7 @@ from governance_pipeline.contracts.enums import BatchStatus, NodeStateStatus, Ou
 from governance_pipeline.contracts.records import Batch, BatchMember
 from governance_pipeline.engine import ids
 from governance_pipeline.engine.config import AggregationNode
+from governance_pipeline.engine.expressions import ExpressionEvalError
 from governance_pipeline.engine.faults import crash_point
 from governance_pipeline.engine.trail import Work, dumps
 from governance_pipeline.landscape.payloads import load_payload
@@ -65,9 +66,22 @@ class _Buffer:
             self.flush(batch, TriggerType.COUNT, f"count {trigger.count} reached")
             return
         condition = self.proc.ctx.plugins.conditions.get(self.node.id)
-        if condition is not None and condition.evaluate(work.row, {
-                "batch_count": len(batch.members),
-                "batch_age_seconds": at - batch.first_at}):
+        if condition is None:
+            return
+        try:
+            fire = condition.holds(work.row, {"batch_count": len(batch.members),
+                                              "batch_age_seconds": at - batch.first_at})
+        except ExpressionEvalError as exc:
+            # One row the condition cannot judge fails alone; the batch goes on without it.
+            batch.members.pop()
+            if not batch.members:
+                self.open = None
+            error = {"node": self.node.id, "code": exc.code.code, "reason": exc.message}
+            self.proc.trail.state(work, self.node.id, NodeStateStatus.FAILED, error=error,
+                                  duration_ms=0.0)
+            self.proc.fail_or_divert(work, self.node, error)
+            return
+        if fire:
             self.flush(batch, TriggerType.CONDITION, f"condition true: {condition.source}")
 
     def flush(self, batch: OpenBatch, trigger: TriggerType, reason: str) -> None:

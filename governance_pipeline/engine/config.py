@@ -179,8 +179,8 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     for item in loc:
         if isinstance(item, int):
             parts.append(f"[{item}]")
-        elif item in ("transform", "gate", "coalesce", "aggregation"):
-            continue  # the discriminator's tag is noise in a field path
+        elif item in ("transform", "gate", "coalesce", "aggregation", "[key]"):
+            continue  # the discriminator's tag (and pydantic's mark of a bad mapping key) is noise
         else:
             parts.append(f".{item}" if parts else str(item))
     return "".join(parts) or "(root)"

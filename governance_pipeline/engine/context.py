@@ -6,8 +6,11 @@ options, so a bad option is reported at validate time with its path.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from governance_pipeline.contracts.clock import Clock
 from governance_pipeline.contracts.errors import ConfigError
@@ -22,6 +25,8 @@ from governance_pipeline.engine.expressions import Expression, compile_expressio
 from governance_pipeline.engine.graph import Graph, build_graph
 from governance_pipeline.engine.plugin_api import BatchFunction, Sink, Source, Transform
 from governance_pipeline.engine.registry import plugin_class
+
+P = TypeVar("P")
 
 #: Names an aggregation condition may use besides the row's fields.
 BATCH_VARIABLES = ("batch_count", "batch_age_seconds")
@@ -45,6 +50,19 @@ def _compile(text: str, where: str, variables: tuple[str, ...] = ()) -> Expressi
                           details={**exc.details, "path": where}) from exc
 
 
+def _construct(where: str, factory: Callable[[], P]) -> P:
+    """Build a plugin; an options error is prefixed with the node it belongs to.
+
+    Plugins name the option (``compute: options.fields.x: ...``) but cannot know which node
+    they serve, and two nodes may use the same plugin.
+    """
+    try:
+        return factory()
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc.message}", code=exc.code,
+                          details={**exc.details, "path": where}) from exc
+
+
 def build_plugins(config: PipelineConfig, graph: Graph, base_dir: Path) -> Plugins:
     src_cls = plugin_class(Source, config.source.plugin, where="source.plugin")
     source = src_cls(config.source.options, base_dir=base_dir,
@@ -54,7 +72,8 @@ def build_plugins(config: PipelineConfig, graph: Graph, base_dir: Path) -> Plugi
         where = f"nodes[{i}]"
         if isinstance(node, TransformNode):
             cls = plugin_class(Transform, node.plugin, where=f"{where}.plugin")
-            plugins.transforms[node.id] = cls(node.options, base_dir=base_dir)
+            plugins.transforms[node.id] = _construct(
+                where, partial(cls, node.options, base_dir=base_dir))
         elif isinstance(node, GateNode):
             plugins.gate_routes[node.id] = [
                 _compile(r.when, f"{where}.routes[{j}].when") for j, r in enumerate(node.routes)]
@@ -65,7 +84,8 @@ def build_plugins(config: PipelineConfig, graph: Graph, base_dir: Path) -> Plugi
             if node.function is not None:
                 fcls = plugin_class(BatchFunction, node.function.plugin,
                                     where=f"{where}.function.plugin")
-                plugins.batch_functions[node.id] = fcls(node.function.options, base_dir=base_dir)
+                plugins.batch_functions[node.id] = _construct(
+                    f"{where}.function", partial(fcls, node.function.options, base_dir=base_dir))
     for name, sink in config.sinks.items():
         cls = plugin_class(Sink, sink.plugin, where=f"sinks.{name}.plugin")
         plugins.sinks[name] = cls(sink.options, base_dir=base_dir, sink_name=name)  # type: ignore[call-arg]

@@ -213,31 +213,35 @@ def _coalesce_origin(node: CoalesceNode, config: PipelineConfig,
                      producers: dict[str, list[str]]) -> str:
     """The gate whose fork all branches of ``node`` come from; refuses anything else."""
     by_id = {n.id: n for n in config.nodes}
-    origins = set()
+    where = f"nodes[{list(by_id).index(node.id)}].branches"
+    # A fork is one route of one gate: two fork routes of the same gate never fire for one row.
+    origins: set[tuple[str, int]] = set()
     for branch in node.branches:
         channel = branch
         while True:
             prods = producers.get(channel, [])
             if len(prods) != 1:
-                raise _fail(f"coalesce '{node.id}'",
-                            f"branch '{branch}' must have exactly one producer upstream")
+                raise _fail(where, f"coalesce '{node.id}': branch '{branch}' must have exactly "
+                            "one producer upstream")
             producer = by_id.get(prods[0])
             if producer is None:
-                raise _fail(f"coalesce '{node.id}'", f"branch '{branch}' does not come from a fork")
-            if isinstance(producer, GateNode) and any(
-                    channel in (r.fork or []) for r in producer.routes):
-                origins.add(producer.id)
+                raise _fail(where, f"coalesce '{node.id}': branch '{branch}' does not come "
+                            "from a fork")
+            fork_route = next((i for i, r in enumerate(producer.routes)
+                               if channel in (r.fork or [])), None) \
+                if isinstance(producer, GateNode) else None
+            if fork_route is not None:
+                origins.add((producer.id, fork_route))
                 break
             if isinstance(producer, AggregationNode):
-                raise _fail(f"coalesce '{node.id}'",
-                            f"branch '{branch}' passes aggregation '{producer.id}': batching "
-                            "inside a fork cannot be coalesced per row")
+                raise _fail(where, f"coalesce '{node.id}': branch '{branch}' passes aggregation "
+                            f"'{producer.id}': batching inside a fork cannot be coalesced per row")
             if isinstance(producer, CoalesceNode):
-                raise _fail(f"coalesce '{node.id}'",
-                            f"branch '{branch}' passes another coalesce '{producer.id}'")
+                raise _fail(where, f"coalesce '{node.id}': branch '{branch}' passes another "
+                            f"coalesce '{producer.id}'")
             assert isinstance(producer, (TransformNode, GateNode))
             channel = producer.input
     if len(origins) != 1:
-        raise _fail(f"coalesce '{node.id}'",
-                    f"branches come from different forks ({', '.join(sorted(origins))})")
-    return origins.pop()
+        forks = ", ".join(f"{gate}.routes[{i}]" for gate, i in sorted(origins))
+        raise _fail(where, f"coalesce '{node.id}': branches come from different forks ({forks})")
+    return origins.pop()[0]

@@ -167,7 +167,7 @@ class ChunkProcessor:
             chosen: int | None = None
             try:
                 for i, expr in enumerate(routes):
-                    if expr.evaluate(work.row):
+                    if expr.holds(work.row):  # true or false only: 0 or null never routes
                         chosen = i
                         break
             except ExpressionEvalError as exc:
