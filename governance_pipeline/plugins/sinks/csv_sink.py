@@ -88,6 +88,21 @@ def _render_problem(field: str, value: Any) -> str | None:
 _PLAIN = (str, int, float, bool, type(None))
 
 
+class _RowWriter:
+    """``csv.writer`` quotes only fields holding the delimiter, the quote or a character of the
+    line terminator, so a lone carriage return would be written bare and split the record for
+    every reader; a row with one is written with every field quoted (same values read back)."""
+
+    def __init__(self, handle: Any, delimiter: str) -> None:
+        self._minimal = csv.writer(handle, delimiter=delimiter, lineterminator=_LINE_END)
+        self._quoted = csv.writer(handle, delimiter=delimiter, lineterminator=_LINE_END,
+                                  quoting=csv.QUOTE_ALL)
+
+    def writerow(self, values: Sequence[str]) -> None:
+        writer = self._quoted if any("\r" in v for v in values) else self._minimal
+        writer.writerow(values)
+
+
 class CsvSink(FileSink):
     name: ClassVar[str] = "csv"
     extension: ClassVar[str] = "csv"
@@ -140,7 +155,7 @@ class CsvSink(FileSink):
         return None
 
     def _writer(self, handle: Any) -> Any:
-        return csv.writer(handle, delimiter=self.config.delimiter, lineterminator=_LINE_END)
+        return _RowWriter(handle, self.config.delimiter)
 
     def _write_part_file(self, tmp: Path, part_key: str,
                          rows: Sequence[tuple[str, Row]]) -> int:
