@@ -1,0 +1,1 @@
+"""The ``governance-pipeline`` command line: the top layer, it may import every other layer."""
