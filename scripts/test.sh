@@ -129,7 +129,10 @@ DAGSTER_HOME="$RUN_TMP/dagster" GOVERNANCE_HOME="$RUN_TMP/governance" \
 # --- the suite ---------------------------------------------------------------------------------------
 log "running pytest (SQLite and PostgreSQL)"
 set +e
-.venv/bin/python -m pytest -p no:cacheprovider --junitxml="$RUN_TMP/junit.xml" "$@"
+# One worker per core (pytest-xdist): most suites wait on fsync and subprocesses, so two
+# workers on two cores roughly halve the wall time. GP_TEST_WORKERS=0 runs in one process.
+.venv/bin/python -m pytest -p no:cacheprovider -n "${GP_TEST_WORKERS:-auto}" \
+    --junitxml="$RUN_TMP/junit.xml" "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then
