@@ -33,4 +33,6 @@ export GOVERNANCE_HOME DAGSTER_HOME
 mkdir -p "$DAGSTER_HOME"
 [ -f "$DAGSTER_HOME/dagster.yaml" ] || cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"
 
-exec .venv/bin/governance-pipeline demo "$@"
+.venv/bin/governance-pipeline demo "$@"
+echo "==> running the shipped example pipeline examples/pipelines/claims_triage.yaml" >&2
+exec .venv/bin/governance-pipeline run examples/pipelines/claims_triage.yaml

@@ -9,7 +9,6 @@ byte-identical to RFC 8785 for exactly those types (property-tested against ``rf
 from __future__ import annotations
 
 import hashlib
-import math
 from typing import Any
 
 import orjson
@@ -22,39 +21,55 @@ CANONICAL_VERSION = "sha256-rfc8785-v1"
 
 _SAFE_INT = 2**53  # RFC 8785 / I-JSON: integers must be exactly representable as doubles.
 _ORJSON_OPTS = orjson.OPT_SORT_KEYS
+# orjson and ECMAScript agree on a float's digits but not on where exponent notation starts:
+# orjson writes 9.99e-6 where RFC 8785 writes 0.00000999 (ECMAScript switches below 1e-6, orjson
+# below 1e-5). Non-integral floats are far below 1e15, where both write plain decimals.
+_FLOAT_FAST_MIN = 1e-5
+_FLOAT_FAST_MAX = 1e15
+_PLAIN = frozenset({str, bool, type(None)})
 
 
 def _fast_path_ok(value: Any) -> bool:
     """True when orjson with sorted keys produces exactly the RFC 8785 bytes for ``value``.
 
-    orjson sorts keys by code point while RFC 8785 sorts by UTF-16 code unit (they differ only
-    above U+E000, so keys are limited to ASCII); it writes integral floats as ``1.0`` where RFC 8785
-    writes ``1`` and ``-0.0`` where it writes ``0``, so integral floats are excluded.
+    Only exact built-in types qualify (subclasses such as enums go to ``rfc8785``). orjson sorts
+    keys by code point while RFC 8785 sorts by UTF-16 code unit (they differ only above U+E000),
+    so keys are limited to ASCII; orjson writes integral floats as ``1.0`` where RFC 8785 writes
+    ``1`` and ``-0.0`` where it writes ``0``, so integral floats are excluded, and so are floats
+    outside the range where both use plain decimal notation.
     """
     stack = [value]
+    pop, push = stack.pop, stack.append
     while stack:
-        v = stack.pop()
+        v = pop()
         t = type(v)
-        if t is str or v is None or t is bool:
-            continue
-        if t is int:
-            if -_SAFE_INT < v < _SAFE_INT:
-                continue
-            return False
-        if t is float:
-            if math.isfinite(v) and not v.is_integer():
-                continue
-            return False
         if t is dict:
-            for k in v:
+            for k, item in v.items():
                 if type(k) is not str or not k.isascii():
                     return False
-            stack.extend(v.values())
-            continue
-        if t is list or t is tuple:
+                ti = type(item)
+                if ti in _PLAIN:
+                    continue
+                if ti is int:
+                    if not -_SAFE_INT < item < _SAFE_INT:
+                        return False
+                elif ti is float:
+                    if not _FLOAT_FAST_MIN <= abs(item) < _FLOAT_FAST_MAX or item.is_integer():
+                        return False
+                else:
+                    push(item)
+        elif t is list or t is tuple:
             stack.extend(v)
+        elif t in _PLAIN:
             continue
-        return False
+        elif t is int:
+            if not -_SAFE_INT < v < _SAFE_INT:
+                return False
+        elif t is float:
+            if not _FLOAT_FAST_MIN <= abs(v) < _FLOAT_FAST_MAX or v.is_integer():
+                return False
+        else:
+            return False
     return True
 
 

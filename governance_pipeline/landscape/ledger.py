@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -57,6 +59,54 @@ ManifestItem = tuple[str, str, str]  # (table, key, record_hash)
 def manifest_for(table: str, rows: Iterable[Mapping[str, Any]]) -> list[ManifestItem]:
     spec = LEDGERED[table]
     return [(table, record_key(spec, r), record_hash(spec, r)) for r in rows]
+
+
+Row = tuple[Any, ...]
+_FLOAT_OR_NONE = frozenset({float, type(None)})
+
+
+RowsManifest = Callable[[Sequence[Row]], list[ManifestItem]]
+
+
+def rows_manifest(spec: LedgerSpec, columns: Sequence[str]) -> RowsManifest:
+    """Manifest items of rows given as tuples of ``columns`` values (the recorder's form).
+
+    Byte-identical to ``(table, record_key(spec, row), record_hash(spec, row))`` over the same rows
+    as mappings. A batch whose values all serialise as they are is hashed straight from the
+    tuples; one that needs ``record_hash``'s normalising (an int in a float column, bytes) is
+    hashed row by row through exactly that code.
+    """
+    return _rows_manifest(spec, tuple(columns))
+
+
+@lru_cache(maxsize=None)
+def _rows_manifest(spec: LedgerSpec, columns: tuple[str, ...]) -> RowsManifest:
+    name = spec.name
+    whole = [columns.index(c) for c in spec.hashed_columns] == list(range(len(columns)))
+    float_cells = [itemgetter(columns.index(c)) for c in spec.hashed_columns
+                   if c in spec.float_columns]
+    keys = [columns.index(c) for c in spec.key_columns]
+    sha256, dumps, json_error = hashlib.sha256, orjson.dumps, orjson.JSONEncodeError
+
+    def exact(rows: Sequence[Row]) -> list[ManifestItem]:
+        mappings = [dict(zip(columns, row)) for row in rows]
+        return [(name, record_key(spec, m), record_hash(spec, m)) for m in mappings]
+
+    def manifest(rows: Sequence[Row]) -> list[ManifestItem]:
+        if not whole or any(not set(map(type, map(cell, rows))) <= _FLOAT_OR_NONE
+                            for cell in float_cells):
+            return exact(rows)
+        try:
+            digests = [sha256(dumps((name, *row))).hexdigest() for row in rows]
+        except json_error:  # bytes, which record_hash writes as hex
+            return exact(rows)
+        if len(keys) == 1:
+            k = keys[0]
+            return [(name, str(row[k]), digest) for row, digest in zip(rows, digests)]
+        return [(name, dumps([row[i] for i in keys]).decode(), digest)
+                for row, digest in zip(rows, digests)]
+
+    return manifest
 
 
 def encode_manifest(items: list[ManifestItem]) -> tuple[bytes, str]:
@@ -106,10 +156,14 @@ def read_head(conn: Connection, scope: str) -> ChainHead:
     return ChainHead(0, GENESIS_HASH) if row is None else ChainHead(row.seq, row.entry_hash)
 
 
-def append_entry(conn: Connection, scope: str, items: list[ManifestItem], created_at: str) -> ChainHead:
-    """Append one chain entry for ``items``; the caller holds the transaction and the scope lock."""
+def append_entry(conn: Connection, scope: str, items: list[ManifestItem], created_at: str, *,
+                 encoded: tuple[bytes, str] | None = None) -> ChainHead:
+    """Append one chain entry for ``items``; the caller holds the transaction and the scope lock.
+
+    ``encoded`` is ``encode_manifest(items)`` when the caller has it already.
+    """
     head = read_head(conn, scope)
-    blob, digest = encode_manifest(items)
+    blob, digest = encoded or encode_manifest(items)
     seq = head.seq + 1
     h = entry_hash(scope=scope, seq=seq, prev_hash=head.entry_hash, records_digest=digest,
                    record_count=len(items), created_at=created_at)

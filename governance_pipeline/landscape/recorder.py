@@ -1,22 +1,22 @@
 """The recorder: the only writer of the Landscape.
 
 Work is collected in a ``UnitOfWork`` and written in one transaction: payloads, then each
-table's records with one ``executemany`` in foreign-key order, then updates, then one ledger
-entry committing to everything written. Nothing is committed per row. Invariants are checked
-before insert (record ``__post_init__`` and the unit's own checks) and again by the database;
-a constraint the database rejects becomes an ``AuditIntegrityError`` and nothing of the unit
-is kept.
+table's records with one bulk insert in foreign-key order (``bulk``: ``executemany`` on SQLite,
+binary ``COPY`` on PostgreSQL), then updates, then one ledger entry committing to everything
+written. Nothing is committed per row. Invariants are checked before insert (record
+``__post_init__`` and the unit's own checks) and again by the database; a constraint the database
+rejects becomes an ``AuditIntegrityError`` and nothing of the unit is kept.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass, fields
+from operator import attrgetter
+from typing import Any, get_type_hints
 
 from sqlalchemy import Connection, Table, and_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from governance_pipeline.contracts.clock import to_iso
@@ -35,33 +35,102 @@ from governance_pipeline.contracts.records import (
     TokenOutcome,
     TokenParent,
 )
-from governance_pipeline.landscape import ledger
-from governance_pipeline.landscape.schema import LEDGERED, metadata, payloads, runs
+from governance_pipeline.landscape import bulk, ledger
+from governance_pipeline.landscape.database import write_transaction
+from governance_pipeline.landscape.schema import GLOBAL_SCOPE, LEDGERED, metadata, runs
 from governance_pipeline.landscape.store import Landscape
 
 _INSERT_ORDER: tuple[Table, ...] = tuple(t for t in metadata.sorted_tables if t.name in LEDGERED)
 
+Row = tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """How records of one class become rows: values in table column order, flags as 0/1."""
+
+    table: str
+    columns: tuple[str, ...]
+    values: Callable[[AuditRecord], Row]
+    flags: tuple[int, ...]
+    scope_at: int | None
+    manifest: Callable[[list[Row]], list[ledger.ManifestItem]]
+
+    def with_flags(self, row: Row) -> Row:
+        cells = list(row)
+        for i in self.flags:
+            if cells[i] is not None:
+                cells[i] = int(cells[i])
+        return tuple(cells)
+
+
+_LAYOUTS: dict[type, _Layout] = {}
+
+
+def _layout(cls: type[AuditRecord]) -> _Layout:
+    layout = _LAYOUTS.get(cls)
+    if layout is not None:
+        return layout
+    spec = LEDGERED.get(getattr(cls, "TABLE", ""))
+    if spec is None:
+        raise TypeError(f"{cls.__name__} is not a ledgered audit record "
+                        "(payloads are added with payload() / payload_bytes())")
+    columns = tuple(c.name for c in spec.table.columns)
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    if names != set(columns):
+        raise TypeError(f"{cls.__name__} fields do not match the columns of {spec.name}")
+    hints = get_type_hints(cls)
+    flags = tuple(i for i, c in enumerate(columns) if hints[c] in (bool, bool | None))
+    scope_at = columns.index(spec.scope_column) if spec.scope_column else None
+    layout = _Layout(spec.name, columns, attrgetter(*columns), flags, scope_at,
+                     ledger.rows_manifest(spec, columns))
+    _LAYOUTS[cls] = layout
+    return layout
+
 
 class UnitOfWork:
-    """The audit records of one transaction, collected in memory until the unit commits."""
+    """The audit records of one transaction, collected in memory until the unit commits.
+
+    Records are validated as they are added (their own ``__post_init__``, the unit's scope, one
+    terminal outcome per token) and kept as row tuples in table column order, the form both the
+    driver's bulk insert and the ledger's record hash take without further conversion.
+    """
 
     def __init__(self, scope: str, now: str) -> None:
         self.scope = scope
         self.now = now
-        self._inserts: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self._rows: dict[str, list[Row]] = {}
+        self._manifest: dict[str, Callable[[list[Row]], list[ledger.ManifestItem]]] = {}
         self._payloads: dict[str, bytes] = {}
         self._updates: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
         self._terminal: set[str] = set()
 
     # -- collecting ----------------------------------------------------------------------------
     def add(self, record: AuditRecord) -> None:
-        if type(record) is TokenOutcome and record.is_terminal:
-            if record.token_id in self._terminal:
+        cls = type(record)
+        layout = _LAYOUTS.get(cls) or _layout(cls)
+        row = layout.values(record)
+        if layout.flags:
+            row = layout.with_flags(row)
+        # A record must sit in the chain verify will look for it in: its run's, or the global one.
+        scope = GLOBAL_SCOPE if layout.scope_at is None else row[layout.scope_at]
+        if scope != self.scope:
+            raise AuditIntegrityError(
+                f"{cls.__name__} belongs to scope {scope}, not to this unit's scope {self.scope}",
+                details={"scope": self.scope, "record_scope": scope})
+        if cls is TokenOutcome and record.is_terminal:  # type: ignore[attr-defined]
+            token_id = record.token_id  # type: ignore[attr-defined]
+            if token_id in self._terminal:
+                kind = record.outcome  # type: ignore[attr-defined]
                 raise AuditIntegrityError(
-                    f"token {record.token_id} given a second terminal outcome ({record.outcome})",
-                    details={"token_id": record.token_id})
-            self._terminal.add(record.token_id)
-        self._inserts[record.TABLE].append(record.to_row())
+                    f"token {token_id} given a second terminal outcome ({kind})",
+                    details={"token_id": token_id})
+            self._terminal.add(token_id)
+        rows = self._rows.get(layout.table)
+        if rows is None:
+            rows = self._rows[layout.table] = []
+            self._manifest[layout.table] = layout.manifest
+        rows.append(row)
 
     def add_all(self, records: Iterable[AuditRecord]) -> None:
         for record in records:
@@ -109,31 +178,41 @@ class UnitOfWork:
 
     @property
     def is_empty(self) -> bool:
-        return not (self._inserts or self._updates or self._payloads)
+        return not (self._rows or self._updates or self._payloads)
+
+    def pending_rows(self) -> dict[str, list[Row]]:
+        """The rows commit will insert, per table, as tuples in table column order."""
+        return {name: list(rows) for name, rows in self._rows.items()}
+
+    def pending_payloads(self) -> dict[str, bytes]:
+        """The payloads commit will store, by content hash."""
+        return dict(self._payloads)
 
     # -- writing -------------------------------------------------------------------------------
-    def _write(self, conn: Connection) -> list[ledger.ManifestItem]:
-        if self._payloads:
-            conn.execute(_payload_insert(conn), [
-                {"content_hash": h, "size_bytes": len(d), "data": d, "created_at": self.now}
-                for h, d in self._payloads.items()])
+    def _insert_manifest(self) -> list[ledger.ManifestItem]:
+        """Manifest items of the inserts, in write order. They depend on the rows alone, so the
+        recorder computes them before it takes the write lock."""
         items: list[ledger.ManifestItem] = []
         for table in _INSERT_ORDER:
-            rows = self._inserts.get(table.name)
+            rows = self._rows.get(table.name)
             if rows:
-                conn.execute(table.insert(), rows)
-                items.extend(ledger.manifest_for(table.name, rows))
-        for name, key, values in self._updates:
-            items.append(_apply_update(conn, name, key, values))
+                items.extend(self._manifest[table.name](rows))
         return items
 
+    def _write(self, conn: Connection) -> list[ledger.ManifestItem]:
+        """Insert everything, apply the updates; returns the updates' manifest items."""
+        if self._payloads:
+            now = self.now
+            bulk.insert_payloads(conn, [(h, len(d), d, now) for h, d in self._payloads.items()])
+        for table in _INSERT_ORDER:
+            rows = self._rows.get(table.name)
+            if rows:
+                bulk.insert_rows(conn, table, rows)
+        return [_apply_update(conn, self.scope, name, key, values)
+                for name, key, values in self._updates]
 
-def _payload_insert(conn: Connection) -> Any:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(payloads).on_conflict_do_nothing(index_elements=["content_hash"])
 
-
-def _apply_update(conn: Connection, name: str, key: dict[str, Any],
+def _apply_update(conn: Connection, scope: str, name: str, key: dict[str, Any],
                   values: dict[str, Any]) -> ledger.ManifestItem:
     spec = LEDGERED[name]
     table = spec.table
@@ -143,6 +222,10 @@ def _apply_update(conn: Connection, name: str, key: dict[str, Any],
         raise AuditIntegrityError(f"update of {name} {key} matched {result.rowcount} records",
                                   details={"table": name, "key": key})
     row = conn.execute(select(table).where(where)).mappings().one()
+    record_scope = row[spec.scope_column] if spec.scope_column else GLOBAL_SCOPE
+    if record_scope != scope:
+        raise AuditIntegrityError(f"update of {name} {key} (scope {record_scope}) in a unit of "
+                                  f"scope {scope}", details={"table": name, "key": key})
     return (name, ledger.record_key(spec, row), ledger.record_hash(spec, row))
 
 
@@ -164,12 +247,16 @@ class Recorder:
         self.commit(uow, seal=seal)
 
     def commit(self, uow: UnitOfWork, *, seal: bool = False) -> None:
+        # Hashing and compressing the manifest is most of the recorder's own work; done before
+        # the transaction, it does not lengthen the time the write lock is held.
+        items = uow._insert_manifest()
+        encoded = ledger.encode_manifest(items) if items and not uow._updates else None
         try:
-            with self.landscape.engine.begin() as conn:
+            with write_transaction(self.landscape.engine) as conn:
                 ledger.lock_scope(conn, uow.scope)
-                items = uow._write(conn)
+                items += uow._write(conn)
                 if items:
-                    ledger.append_entry(conn, uow.scope, items, uow.now)
+                    ledger.append_entry(conn, uow.scope, items, uow.now, encoded=encoded)
                 if seal:
                     ledger.seal(conn, uow.scope, self.landscape.signer, uow.now)
         except IntegrityError as exc:
@@ -182,17 +269,22 @@ class Recorder:
 
     # -- run lifecycle ---------------------------------------------------------------------------
     def begin_run(self, *, pipeline_name: str, tenant_id: str, config: Mapping[str, Any],
-                  policy_snapshot_id: str | None = None, run_id: str | None = None) -> Run:
+                  policy_snapshot_id: str | None = None, run_id: str | None = None,
+                  pipeline_path: str | None = None, worker: str | None = None,
+                  records: Iterable[AuditRecord] = ()) -> Run:
+        """Record a new running run, with ``records`` (its nodes, edges…) in the same transaction."""
         now = self.now()
+        config_bytes = canonical_json(config)
         run = Run(
             run_id=run_id or new_id("run_"), pipeline_name=pipeline_name, tenant_id=tenant_id,
-            config_hash=sha256_hex(canonical_json(config)),
-            config_json=canonical_json(config).decode(), canonical_version=CANONICAL_VERSION,
-            policy_snapshot_id=policy_snapshot_id, status=RunStatus.RUNNING,
-            termination_reason=None, started_at=now, ended_at=None, heartbeat_at=now,
-            dagster_run_id=None, resume_count=0, last_resumed_at=None)
+            config_hash=sha256_hex(config_bytes), config_json=config_bytes.decode(),
+            canonical_version=CANONICAL_VERSION, policy_snapshot_id=policy_snapshot_id,
+            status=RunStatus.RUNNING, termination_reason=None, started_at=now, ended_at=None,
+            pipeline_path=pipeline_path, heartbeat_at=now, worker=worker, dagster_run_id=None,
+            resume_count=0, last_resumed_at=None)
         with self.unit(run.run_id) as uow:
             uow.add(run)
+            uow.add_all(records)
         return run
 
     def finish_run(self, run_id: str, status: RunStatus,
@@ -204,8 +296,10 @@ class Recorder:
             unit.update("runs", {"run_id": run_id},
                         {"status": status, "termination_reason": reason, "ended_at": unit.now})
 
-    def heartbeat(self, run_id: str) -> None:
+    def heartbeat(self, run_id: str, worker: str | None = None) -> None:
         """Liveness only: not an audit fact, so not ledgered (see schema._UNHASHED)."""
+        values: dict[str, Any] = {"heartbeat_at": self.now()}
+        if worker is not None:
+            values["worker"] = worker
         with self.landscape.engine.begin() as conn:
-            conn.execute(update(runs).where(runs.c.run_id == run_id)
-                         .values(heartbeat_at=self.now()))
+            conn.execute(update(runs).where(runs.c.run_id == run_id).values(**values))
