@@ -12,17 +12,21 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
+import orjson
+
 from governance_pipeline.contracts.clock import Clock
+from governance_pipeline.contracts.enums import RoutingMode
 from governance_pipeline.contracts.errors import ConfigError
 from governance_pipeline.engine import ids
 from governance_pipeline.engine.config import (
     AggregationNode,
+    CoalesceNode,
     GateNode,
     PipelineConfig,
     TransformNode,
 )
 from governance_pipeline.engine.expressions import Expression, compile_expression
-from governance_pipeline.engine.graph import Graph, build_graph
+from governance_pipeline.engine.graph import Graph, build_graph, route_targets
 from governance_pipeline.engine.plugin_api import BatchFunction, Sink, Source, Transform
 from governance_pipeline.engine.registry import plugin_class
 
@@ -92,6 +96,16 @@ def build_plugins(config: PipelineConfig, graph: Graph, base_dir: Path) -> Plugi
     return plugins
 
 
+@dataclass(frozen=True)
+class GateDecision:
+    """What taking one route of a gate means, worked out once per run rather than per row."""
+
+    targets: list[tuple[str, str]]
+    edge_ids: list[str]
+    reason_json: str
+    mode: RoutingMode
+
+
 @dataclass
 class RunContext:
     run_id: str
@@ -102,6 +116,10 @@ class RunContext:
     base_dir: Path
     policy_snapshot_id: str | None = None
     edge_ids: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    #: target name → (consuming node id, or None for a sink; whether arrivals are timed)
+    dispatch: dict[str, tuple[str | None, bool]] = field(default_factory=dict)
+    #: gate id → {route index, or None for the default → decision}
+    gate_decisions: dict[str, dict[int | None, GateDecision]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, run_id: str, config: PipelineConfig, base_dir: Path, clock: Clock,
@@ -109,7 +127,25 @@ class RunContext:
         graph = build_graph(config)
         plugins = build_plugins(config, graph, base_dir)
         edge_ids = {edge: ids.edge_id(run_id, i) for i, edge in enumerate(graph.edges)}
-        return cls(run_id, config, graph, plugins, clock, base_dir, policy_snapshot_id, edge_ids)
+        ctx = cls(run_id, config, graph, plugins, clock, base_dir, policy_snapshot_id, edge_ids)
+        ctx.dispatch = {name: (None, False) for name in config.sinks}
+        for channel, consumer in graph.consumer.items():
+            timed = isinstance(graph.node(consumer), (CoalesceNode, AggregationNode))
+            ctx.dispatch[channel] = (consumer, timed)
+        for node in graph.order:
+            if isinstance(node, GateNode):
+                ctx.gate_decisions[node.id] = {
+                    i: ctx._decision(node, i) for i in [*range(len(node.routes)), None]}
+        return ctx
+
+    def _decision(self, node: GateNode, index: int | None) -> GateDecision:
+        targets = route_targets(node, index)
+        reason = ({"route": "default"} if index is None
+                  else {"route": index, "when": node.routes[index].when})
+        forking = index is not None and node.routes[index].fork is not None
+        return GateDecision(targets, [self.edge(node.id, t, label) for label, t in targets],
+                            orjson.dumps(reason, option=orjson.OPT_SORT_KEYS).decode(),
+                            RoutingMode.COPY if forking else RoutingMode.MOVE)
 
     def edge(self, from_node: str, target: str, label: str) -> str:
         to_node = self.graph.consumer.get(target, target)

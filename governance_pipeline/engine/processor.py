@@ -24,7 +24,7 @@ from governance_pipeline.engine.config import (
     TransformNode,
 )
 from governance_pipeline.engine.expressions import ExpressionEvalError
-from governance_pipeline.engine.graph import SOURCE_NODE_ID, route_targets
+from governance_pipeline.engine.graph import SOURCE_NODE_ID
 from governance_pipeline.engine.plugin_api import SourceRecord, TransformContext, TransformResult
 from governance_pipeline.engine.trail import Arrival, Trail, Work
 
@@ -45,16 +45,15 @@ class ChunkProcessor:
 
     # -- routing between nodes -------------------------------------------------------------------
     def deliver(self, work: Work, target: str, arrival: str = Arrival.SUCCESS) -> None:
-        kind = self.ctx.graph.target_kind(target)
-        if kind == "sink":
+        consumer, timed = self.ctx.dispatch[target]
+        if consumer is None:  # a sink
             work.arrival = arrival
             self.to_sink[target].append(work)
             return
-        consumer = self.ctx.graph.consumer[target]
         work.channel = target
         # Coalesce policies and aggregation timeouts judge a token by when it arrived: nodes run
         # over the whole chunk in turn, so the clock at the consuming node is the same for all.
-        if isinstance(self.ctx.graph.node(consumer), (CoalesceNode, AggregationNode)):
+        if timed:
             work.arrived_at = self.ctx.clock.now().timestamp()
         self.pending[consumer].append(work)
 
@@ -161,6 +160,7 @@ class ChunkProcessor:
 
     def _gate(self, node: GateNode, works: list[Work]) -> None:
         routes = self.ctx.plugins.gate_routes[node.id]
+        decisions = self.ctx.gate_decisions[node.id]
         trail = self.trail
         for work in works:
             start = time.perf_counter()
@@ -176,14 +176,14 @@ class ChunkProcessor:
                             duration_ms=_ms(start))
                 self.fail_or_divert(work, node, error)
                 continue
-            targets = route_targets(node, chosen)
-            reason = ({"route": "default"} if chosen is None
-                      else {"route": chosen, "when": node.routes[chosen].when})
-            forking = chosen is not None and node.routes[chosen].fork is not None
+            decision = decisions[chosen]
+            targets = decision.targets
+            forking = decision.mode is RoutingMode.COPY
             state = trail.state(work, node.id, NodeStateStatus.COMPLETED,
-                                output_hash=work.row_hash, duration_ms=_ms(start), context=reason)
-            trail.routing(state, node.id, targets, reason=reason,
-                          mode=RoutingMode.COPY if forking else RoutingMode.MOVE)
+                                output_hash=work.row_hash, duration_ms=_ms(start),
+                                context_json=decision.reason_json)
+            trail.routing(state, decision.edge_ids, reason_json=decision.reason_json,
+                          mode=decision.mode)
             if forking:
                 self._fork(node, work, [t for _, t in targets])
             else:

@@ -95,13 +95,15 @@ class Trail:
     # -- node states, outcomes, calls, routing -------------------------------------------------------
     def state(self, work: Work, node_id: str, status: NodeStateStatus, *, duration_ms: float,
               output_hash: str | None = None, error: dict[str, Any] | None = None,
-              context: dict[str, Any] | None = None) -> str:
+              context: dict[str, Any] | None = None, context_json: str | None = None) -> str:
         position = self.ctx.graph.positions[node_id]
         sid = ids.state_id(work.token_id, position)
         closed = status is not NodeStateStatus.OPEN
+        if context is not None:
+            context_json = dumps(context)
         self.uow.add(NodeState(
             sid, self.run_id, work.token_id, node_id, position, 0, status, work.row_hash,
-            output_hash, None, dumps(context) if context else None,
+            output_hash, None, context_json,
             dumps(error) if error is not None else None, duration_ms, self.snapshot, self.now,
             self.now if closed else None))
         return sid
@@ -125,11 +127,9 @@ class Trail:
                 self.uow.payload(call.response) if ok else None,
                 None if ok else dumps(call.error), call.latency_ms, call.cost, self.now))
 
-    def routing(self, state: str, node_id: str, targets: list[tuple[str, str]], *,
-                reason: dict[str, Any], mode: RoutingMode) -> None:
-        """One routing event per target (label, target) of a gate decision, grouped by state."""
-        reason_json = dumps(reason)
-        for i, (label, target) in enumerate(targets):
-            self.uow.add(RoutingEvent(
-                ids.routing_id(state, i), self.run_id, state, self.ctx.edge(node_id, target, label),
-                state, i, mode, None, reason_json, self.now))
+    def routing(self, state: str, edge_ids: list[str], *, reason_json: str,
+                mode: RoutingMode) -> None:
+        """One routing event per edge a gate decision took, grouped by the gate's state."""
+        for i, edge in enumerate(edge_ids):
+            self.uow.add(RoutingEvent(ids.routing_id(state, i), self.run_id, state, edge, state, i,
+                                      mode, None, reason_json, self.now))
