@@ -17,16 +17,17 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import Column, Engine, MetaData, Table, Text, create_engine, event, inspect, select
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from governance_pipeline.contracts.errors import SINK_TABLE_UNUSABLE, ConfigError
 from governance_pipeline.contracts.hashing import canonical_json
 from governance_pipeline.engine.plugin_api import ArtifactResult, PartResult, Row, Sink
 from governance_pipeline.landscape.database import normalize_url
+from governance_pipeline.plugins._sql import SqlUrl
 from governance_pipeline.plugins.sinks import _durable as durable
 from governance_pipeline.plugins.sinks._common import (
     SinkError,
@@ -53,19 +54,10 @@ _SQLITE_TIMEOUT_S = 30
 class SqlSinkOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(min_length=1)
+    url: SqlUrl
     table: str = Field(min_length=1)
     create: bool = True
     key_column: str = Field(default="_gp_token_id", min_length=1)
-
-    @field_validator("url")
-    @classmethod
-    def _parsable(cls, value: str) -> str:
-        try:
-            make_url(value)
-        except ArgumentError as exc:
-            raise ValueError(f"not a SQLAlchemy database URL: {exc}") from exc
-        return value
 
     @model_validator(mode="after")
     def _distinct_columns(self) -> SqlSinkOptions:

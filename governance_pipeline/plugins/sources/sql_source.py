@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import Field
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
@@ -27,6 +27,8 @@ from governance_pipeline.contracts.errors import (
     GovernanceError,
 )
 from governance_pipeline.engine.plugin_api import SourceRecord
+from governance_pipeline.landscape.database import normalize_url
+from governance_pipeline.plugins._sql import SqlUrl
 from governance_pipeline.plugins.sources._common import (
     SchemaSource,
     SourceOptions,
@@ -37,9 +39,7 @@ from governance_pipeline.plugins.sources._common import (
 
 def source_url(url: str, base_dir: Path) -> URL:
     """Pin ``postgresql://`` to psycopg 3 (what we ship) and resolve a relative SQLite path."""
-    parsed = make_url(url)
-    if parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
+    parsed = normalize_url(url)
     database = parsed.database
     if (parsed.get_backend_name() == "sqlite" and database and database != ":memory:"
             and not database.startswith("file:") and not Path(database).is_absolute()):
@@ -48,19 +48,10 @@ def source_url(url: str, base_dir: Path) -> URL:
 
 
 class SqlOptions(SourceOptions):
-    url: str = Field(min_length=1)
+    url: SqlUrl
     query: str = Field(min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)
     batch_size: int = Field(default=1_000, gt=0, le=100_000)
-
-    @field_validator("url")
-    @classmethod
-    def _is_url(cls, value: str) -> str:
-        try:
-            make_url(value)
-        except ArgumentError as exc:
-            raise ValueError(f"not a SQLAlchemy URL: {exc}") from None
-        return value
 
 
 class SqlSource(SchemaSource):
