@@ -310,13 +310,15 @@ class TokenOutcome(AuditRecord):
     recorded_at: str
 
     def __post_init__(self) -> None:
-        _require(isinstance(self.outcome, Outcome), "TokenOutcome",
-                 f"unknown outcome {self.outcome!r}")
-        _require(self.is_terminal is self.outcome.is_terminal, "TokenOutcome",
-                 f"is_terminal={self.is_terminal} contradicts outcome {self.outcome}")
+        # Messages are built only on failure: this runs for every outcome on the hot path.
+        if not isinstance(self.outcome, Outcome):
+            _require(False, "TokenOutcome", f"unknown outcome {self.outcome!r}")
+        if self.is_terminal is not self.outcome.is_terminal:
+            _require(False, "TokenOutcome",
+                     f"is_terminal={self.is_terminal} contradicts outcome {self.outcome}")
         for name in self.outcome.required_fields:
-            _require(getattr(self, name) is not None, "TokenOutcome",
-                     f"outcome {self.outcome} requires {name}")
+            if getattr(self, name) is None:
+                _require(False, "TokenOutcome", f"outcome {self.outcome} requires {name}")
 
 
 @dataclass(frozen=True, slots=True)
