@@ -2,7 +2,8 @@
 
 For now it holds the integrity check of the Landscape: a job that runs the audit sweep and the
 ledger verification and fails, listing every finding, when either reports anything; and a nightly
-schedule for it, stopped until an operator turns it on. Jobs per pipeline come with the engine.
+schedule for it, stopped until an operator turns it on. It also holds one job per pipeline file
+(``governance_pipeline.orchestration``).
 
 Importing this module touches no database: settings are read when the op runs, so the code
 location loads (and ``dagster definitions validate`` passes) on a machine without an audit store.
@@ -25,6 +26,7 @@ from dagster import (
 from governance_pipeline.contracts.errors import Finding
 from governance_pipeline.contracts.settings import Settings
 from governance_pipeline.landscape.store import Landscape
+from governance_pipeline.orchestration.catalog import build_pipeline_definitions
 
 # The UI shows findings as metadata; the full list is always in the run's logs.
 _FINDINGS_IN_METADATA = 200
@@ -82,4 +84,10 @@ landscape_integrity_nightly = ScheduleDefinition(
     description="Nightly integrity check of the Landscape (stopped until turned on).",
 )
 
-defs = Definitions(jobs=[landscape_integrity], schedules=[landscape_integrity_nightly])
+# One job per pipeline file of GOVERNANCE_PIPELINES_DIR, the Landscape sensors and the pipeline
+# file checks (governance_pipeline/orchestration, docs/orchestration.md). Building them reads the
+# pipeline files, never the audit database.
+defs = Definitions.merge(
+    Definitions(jobs=[landscape_integrity], schedules=[landscape_integrity_nightly]),
+    build_pipeline_definitions(),
+)

@@ -1,22 +1,24 @@
-"""Pipeline commands: ``validate``, ``run``, ``resume`` and ``explain``."""
+"""Pipeline commands: ``validate``, ``run``, ``resume`` and ``explain``.
+
+``run`` and ``resume`` execute the pipeline's Dagster job on the local instance
+(``governance_pipeline.orchestration.local``): every run is a Dagster run, whoever starts it.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
-
 import click
 
 from governance_pipeline.cli.access import open_landscape
 from governance_pipeline.cli.output import CliState, reporting, table
 from governance_pipeline.contracts.clock import SYSTEM_CLOCK
 from governance_pipeline.contracts.enums import RunStatus
-from governance_pipeline.contracts.errors import GovernanceError
+from governance_pipeline.contracts.errors import ConfigError
 from governance_pipeline.contracts.settings import Settings
 from governance_pipeline.engine.config import PipelineConfig, load_pipeline
 from governance_pipeline.engine.context import RunContext
-from governance_pipeline.engine.runner import RunResult, Runner, config_hash
+from governance_pipeline.engine.runner import RunResult, config_hash
 from governance_pipeline.landscape.explain import Explanation, explain
 
 
@@ -52,24 +54,6 @@ def validate_cmd(state: CliState, pipeline: Path) -> int:
     return 0
 
 
-def _progress(state: CliState, run_id: str) -> Any:
-    def on_chunk(index: int, counts: dict[str, int]) -> None:
-        label = "final step" if index < 0 else f"chunk {index}"
-        summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no tokens"
-        state.note(f"  {run_id} {label}: {summary}")
-    return on_chunk
-
-
-def _execute(state: CliState, runner: Runner) -> int:
-    runner.on_chunk = _progress(state, runner.run_id)
-    try:
-        result = runner.execute()
-    except GovernanceError as exc:
-        exc.details.setdefault("run_id", runner.run_id)
-        raise
-    return _report(state, result)
-
-
 def _report(state: CliState, result: RunResult) -> int:
     code = 0 if result.status is RunStatus.COMPLETED else 1
     if state.json:
@@ -87,31 +71,61 @@ def _report(state: CliState, result: RunResult) -> int:
     return code
 
 
+_EXECUTOR = click.option(
+    "--executor", type=click.Choice(["in_process", "multiprocess"]), default="in_process",
+    show_default=True, help="Dagster executor: steps in this process, or in subprocesses "
+                            "(same audit trail and outputs either way).")
+
+
+def _run_job(state: CliState, path: Path, *, executor: str,
+             resume_run_id: str | None = None) -> int:
+    """Execute the pipeline's Dagster job on the local instance and report its Landscape run."""
+    from governance_pipeline.orchestration import local
+
+    settings = state.settings()
+    config = local.run_config(resume_run_id=resume_run_id, executor=executor,
+                              log_level="WARNING" if state.json else "INFO")
+    with open_landscape(settings) as landscape, local.open_instance(settings) as instance:
+        job_run, result = local.execute_pipeline(instance, path, config,
+                                                 tags={"governance/launched_by": "cli"})
+        state.note(f"Dagster run {job_run.dagster_run_id} (Landscape run "
+                   f"{job_run.landscape_run_id or '-'})")
+        return _report(state, local.finish(landscape, job_run, result))
+
+
 @click.command("run")
 @reporting
 @click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
-def run_cmd(state: CliState, pipeline: Path) -> int:
-    """Run a pipeline; progress on stderr, the result (counts, sinks and digests) on stdout."""
+@_EXECUTOR
+def run_cmd(state: CliState, pipeline: Path, executor: str) -> int:
+    """Run a pipeline as a Dagster run on the local instance (DAGSTER_HOME, default
+    $GOVERNANCE_HOME/dagster); progress on stderr, the result (counts, sinks and digests) on
+    stdout."""
     path = pipeline.resolve()
-    config = _load(state, path)
-    with open_landscape(state.settings()) as landscape:
-        runner = Runner.start(landscape, config, base_dir=path.parent, pipeline_path=path)
-        state.note(f"run {runner.run_id} started: pipeline {config.name}")
-        return _execute(state, runner)
+    _load(state, path)  # configuration errors are reported here, before any run exists
+    return _run_job(state, path, executor=executor)
 
 
 @click.command("resume")
 @reporting
 @click.argument("run_id")
-def resume_cmd(state: CliState, run_id: str) -> int:
-    """Continue a failed, interrupted or abandoned run from its checkpoints."""
-    from governance_pipeline.engine.resume import resume
+@_EXECUTOR
+def resume_cmd(state: CliState, run_id: str, executor: str) -> int:
+    """Continue a failed, interrupted or abandoned run from its checkpoints (a new Dagster run
+    of the pipeline's job, continuing the same Landscape run)."""
+    from governance_pipeline.engine.resume import PIPELINE_CHANGED, RUN_NOT_RESUMABLE
+    from governance_pipeline.landscape.queries import get_run
 
     _pipeline_env(state.settings())
     with open_landscape(state.settings()) as landscape:
-        runner = resume(landscape, run_id)
-        state.note(f"run {run_id} resumed")
-        return _execute(state, runner)
+        run = get_run(landscape, run_id)
+    if run.status in (RunStatus.COMPLETED, RunStatus.CANCELLED):
+        raise ConfigError(f"run {run_id} is {run.status.value}; it cannot be resumed",
+                          code=RUN_NOT_RESUMABLE, details={"status": run.status.value})
+    if not run.pipeline_path or not Path(run.pipeline_path).is_file():
+        raise ConfigError(f"run {run_id}: its pipeline file {run.pipeline_path!r} is missing",
+                          code=PIPELINE_CHANGED, details={"run_id": run_id})
+    return _run_job(state, Path(run.pipeline_path), executor=executor, resume_run_id=run_id)
 
 
 def _ids(values: list[str], shown: int = 4) -> str:

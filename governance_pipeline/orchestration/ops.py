@@ -1,0 +1,354 @@
+"""The stages of a pipeline run as Dagster ops (annotations stay evaluated: Dagster reads them).
+
+``open_run`` → ``read_source`` (one dynamic output per group of staged chunks) → ``process_chunks``
+(mapped) → ``final_step`` (fan-in: end-of-source aggregation flushes) → ``close_run`` (sink
+promotion, seal, sweep). The ops call the same engine steps the command line always called, so
+the audit trail does not depend on the executor; what they pass each other is small: the
+Landscape run id and references to chunk files staged on disk.
+
+Every op after ``open_run`` first *attaches* to the Landscape run (``lifecycle.attach``): in the
+Dagster run that opened it that is a read; in a re-execution it resumes the run exactly once;
+chunks already checkpointed are skipped. A failing op records the failure in the Landscape run
+before Dagster records it, so the audit trail says why even when no sensor is running.
+"""
+
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dagster import (
+    Config,
+    ConfigurableResource,
+    DagsterRunStatus,
+    DynamicOut,
+    DynamicOutput,
+    Failure,
+    MetadataValue,
+    OpExecutionContext,
+    Out,
+    Output,
+    op,
+)
+from pydantic import Field
+
+from governance_pipeline.contracts.enums import RunStatus
+from governance_pipeline.contracts.errors import SWEEP_FINDINGS, ConfigError, GovernanceError
+from governance_pipeline.engine.config import PipelineConfig, load_pipeline
+from governance_pipeline.engine.context import RunContext
+from governance_pipeline.engine.resume import PIPELINE_CHANGED, RUN_NOT_RESUMABLE
+from governance_pipeline.engine.runner import FINAL_CHUNK, Runner, config_hash, iter_chunks
+from governance_pipeline.landscape.queries import get_run
+from governance_pipeline.landscape.store import Landscape
+from governance_pipeline.landscape.sweep import sweep
+from governance_pipeline.orchestration import lifecycle
+from governance_pipeline.orchestration.resources import LandscapeResource
+from governance_pipeline.orchestration.staging import (
+    ChunkGroup,
+    discard_staging,
+    group_chunks,
+    load_chunk,
+    stage_chunk,
+)
+
+#: With ``chunks_per_step`` 0, chunks are grouped so a run has at most this many chunk steps:
+#: each step costs tens of milliseconds in process and seconds in a multiprocess executor.
+MAX_CHUNK_STEPS = 50
+
+_OVER = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
+
+
+class PipelineFile(ConfigurableResource):  # type: ignore[misc]
+    """The pipeline YAML a job runs; bound per job by the job factory."""
+
+    path: str = Field(description="Absolute path of the pipeline YAML.")
+
+
+class PipelineRunConfig(Config):  # type: ignore[misc]
+    """Run configuration of a pipeline job (the ``open_run`` op's config).
+
+    The chunk size is not here: it is part of the pipeline's hashed configuration, so a run and
+    its resume always cut the source the same way. Change it in the YAML.
+    """
+
+    resume_run_id: str | None = Field(
+        default=None, description="Continue this failed, interrupted or abandoned Landscape run "
+                                  "from its checkpoints instead of starting a new one.")
+    chunks_per_step: int = Field(
+        default=0, ge=0, description="Chunks each process_chunks step handles; 0 chooses so a "
+                                     f"run has at most {MAX_CHUNK_STEPS} chunk steps. Any value "
+                                     "gives the same audit trail and outputs.")
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedRun:
+    """What ``open_run`` hands on: the Landscape run and how to cut the work into steps."""
+
+    run_id: str
+    pipeline: str
+    config_hash: str
+    chunks_per_step: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkReport:
+    chunks: tuple[int, ...]
+    skipped: tuple[int, ...]
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+# --- shared step plumbing ------------------------------------------------------------------------
+def _load(pipeline: PipelineFile, landscape: LandscapeResource) -> tuple[Path, PipelineConfig]:
+    path = Path(pipeline.path)
+    return path, load_pipeline(path, env=landscape.pipeline_env())
+
+
+def _over(context: OpExecutionContext) -> lifecycle.DagsterRunOver:
+    def answer(dagster_run_id: str) -> bool | None:
+        record = context.instance.get_run_by_id(dagster_run_id)
+        return None if record is None else record.status in _OVER
+    return answer
+
+
+def _attached_runner(context: OpExecutionContext, ls: Landscape, opened: OpenedRun,
+                     path: Path, config: PipelineConfig) -> Runner:
+    worker = lifecycle.run_worker_identity()
+    attachment = lifecycle.attach(ls, opened.run_id, dagster_run_id=context.run_id,
+                                  worker=worker, config_hash=config_hash(config),
+                                  dagster_run_over=_over(context))
+    if attachment.resumed:
+        context.log.info(f"Landscape run {opened.run_id} resumed by this Dagster run "
+                         f"(resume #{attachment.run.resume_count})")
+        _tag(context, opened.run_id, path, config)
+    ctx = RunContext.build(opened.run_id, config, path.parent, ls.clock,
+                           attachment.run.policy_snapshot_id)
+    runner = Runner(ls, ctx)
+    runner.worker = worker
+    return runner
+
+
+def _tag(context: OpExecutionContext, run_id: str, path: Path, config: PipelineConfig) -> None:
+    context.instance.add_run_tags(context.run_id, {
+        lifecycle.TAG_RUN_ID: run_id, lifecycle.TAG_PIPELINE: config.name,
+        lifecycle.TAG_PIPELINE_PATH: str(path)})
+
+
+def problem_metadata(exc: GovernanceError, run_id: str | None) -> dict[str, Any]:
+    problem = exc.problem()
+    if run_id:
+        problem.setdefault("details", {}).setdefault("run_id", run_id)
+    return {"code": exc.code.code, "problem": MetadataValue.json(problem),
+            **({"landscape_run_id": run_id} if run_id else {})}
+
+
+@contextmanager
+def _recording_failures(context: OpExecutionContext, ls: Landscape | None,
+                        run_id: str | None) -> Iterator[None]:
+    """Record a step's failure in the Landscape run, then fail the step with the error's code."""
+    try:
+        yield
+    except GovernanceError as exc:
+        _record(context, ls, run_id, exc.problem())
+        raise Failure(description=f"{exc.code.code}: {exc.message}",
+                      metadata=problem_metadata(exc, run_id), allow_retries=False) from exc
+    except Exception as exc:  # noqa: BLE001 - recorded, then re-raised unchanged
+        _record(context, ls, run_id, {"title": type(exc).__name__, "detail": str(exc)})
+        raise
+
+
+def _record(context: OpExecutionContext, ls: Landscape | None, run_id: str | None,
+            error: dict[str, Any]) -> None:
+    if ls is None or run_id is None:
+        return
+    try:
+        lifecycle.record_failure(ls, run_id, dagster_run_id=context.run_id,
+                                 error={**error, "dagster_run_id": context.run_id,
+                                        "step": context.op_handle.name})
+    except GovernanceError as exc:
+        # The database itself may be the failure: the run-failure sensor, or the abandoned-run
+        # check on the stale heartbeat, records it later.
+        context.log.error(f"could not record the failure in run {run_id}: {exc.message}")
+
+
+def _counts_metadata(counts: dict[str, int]) -> dict[str, Any]:
+    return {f"outcome/{k}": MetadataValue.int(v) for k, v in sorted(counts.items())}
+
+
+# --- the ops -------------------------------------------------------------------------------------
+@op(out=Out(OpenedRun), description="Open the Landscape run (new, or a resume): validate the "
+    "pipeline, record run, nodes and edges, link the Dagster run.")
+def open_run(context: OpExecutionContext, config: PipelineRunConfig,
+             landscape: LandscapeResource, pipeline: PipelineFile) -> OpenedRun:
+    run_id = config.resume_run_id
+    with _recording_failures(context, None, None):  # nothing to record in before a run exists
+        path, pipeline_config = _load(pipeline, landscape)
+        ls = landscape.landscape()
+        # Hooks for later stages go here: the policy snapshot and the approval gate decide
+        # before any record of the run exists.
+        if run_id is None:
+            runner = Runner.start(ls, pipeline_config, base_dir=path.parent, pipeline_path=path)
+            run_id = runner.run_id
+            lifecycle.link_dagster_run(ls, run_id, context.run_id,
+                                       lifecycle.run_worker_identity())
+        else:
+            _check_resumable(ls, run_id, path)
+            lifecycle.attach(ls, run_id, dagster_run_id=context.run_id,
+                             worker=lifecycle.run_worker_identity(),
+                             config_hash=config_hash(pipeline_config),
+                             dagster_run_over=_over(context))
+    _tag(context, run_id, path, pipeline_config)
+    verb = "resumed" if config.resume_run_id else "started"
+    context.log.info(f"Landscape run {run_id} {verb}: pipeline {pipeline_config.name}")
+    context.add_output_metadata({"landscape_run_id": run_id, "pipeline": pipeline_config.name,
+                                 "config_hash": config_hash(pipeline_config),
+                                 "chunk_size": pipeline_config.chunk_size})
+    return OpenedRun(run_id, pipeline_config.name, config_hash(pipeline_config),
+                     config.chunks_per_step)
+
+
+def _check_resumable(ls: Landscape, run_id: str, path: Path) -> None:
+    """A resume names a run of this job's pipeline file that is not finished."""
+    run = get_run(ls, run_id)
+    if run.pipeline_path is None or Path(run.pipeline_path) != path:
+        raise ConfigError(f"run {run_id} ran {run.pipeline_path}, not this job's {path}: resume "
+                          "it with the job of its own pipeline", code=PIPELINE_CHANGED,
+                          details={"run_pipeline": run.pipeline_path, "job_pipeline": str(path)})
+    if run.status is RunStatus.COMPLETED or run.status is RunStatus.CANCELLED:
+        raise ConfigError(f"run {run_id} is {run.status.value}; it cannot be resumed",
+                          code=RUN_NOT_RESUMABLE, details={"status": run.status.value})
+
+
+@op(out={"chunks": DynamicOut(ChunkGroup), "manifest": Out(tuple)},
+    description="Read the source once and stage every unfinished chunk on disk; one output per "
+                "group of chunks (references, not rows), and the list of them all.")
+def read_source(context: OpExecutionContext, opened: OpenedRun, landscape: LandscapeResource,
+                pipeline: PipelineFile) -> Iterator[DynamicOutput[ChunkGroup] | Output[tuple]]:
+    ls = landscape.landscape()
+    with _recording_failures(context, ls, opened.run_id):
+        path, config = _load(pipeline, landscape)
+        runner = _attached_runner(context, ls, opened, path, config)
+        done = runner.done_chunks()
+        size = config.chunk_size
+        start = 0
+        while start // size in done:  # the finished prefix is not even read
+            start += size
+        directory = landscape.staging_dir(opened.run_id)
+        staged = [stage_chunk(directory, index, records)
+                  for index, records in iter_chunks(runner.ctx.plugins.source.read(start),
+                                                    size, start)
+                  if index not in done]
+        per_step = opened.chunks_per_step or max(1, math.ceil(len(staged) / MAX_CHUNK_STEPS))
+        groups = group_chunks(staged, per_step)
+        context.log.info(f"staged {len(staged)} chunk(s), {sum(s.rows for s in staged)} "
+                         f"record(s), in {len(groups)} step(s); {len(done)} checkpoint(s) done")
+    yield Output(tuple(staged), output_name="manifest",
+                 metadata={"chunks": len(staged), "records": sum(s.rows for s in staged)})
+    for group in groups:
+        yield DynamicOutput(group, mapping_key=group.mapping_key, output_name="chunks",
+                            metadata={"chunks": len(group.chunks), "records": group.rows})
+
+
+@op(out=Out(ChunkReport), description="Process, sink and checkpoint each chunk of the group; "
+    "chunks already checkpointed are skipped.")
+def process_chunks(context: OpExecutionContext, opened: OpenedRun, group: ChunkGroup,
+                   landscape: LandscapeResource, pipeline: PipelineFile) -> ChunkReport:
+    ls = landscape.landscape()
+    with _recording_failures(context, ls, opened.run_id):
+        path, config = _load(pipeline, landscape)
+        runner = _attached_runner(context, ls, opened, path, config)
+        runner.on_chunk = _progress(context, opened.run_id)
+        done = runner.done_chunks()
+        counts: dict[str, int] = {}
+        processed: list[int] = []
+        for staged in group.chunks:
+            if staged.index in done:
+                context.log.info(f"chunk {staged.index} already checkpointed: skipped")
+                continue
+            _add(counts, runner.process_chunk(staged.index, load_chunk(staged)))
+            processed.append(staged.index)
+    skipped = tuple(c.index for c in group.chunks if c.index not in processed)
+    context.add_output_metadata({"chunks_processed": len(processed),
+                                 "chunks_skipped": len(skipped), **_counts_metadata(counts)})
+    return ChunkReport(tuple(processed), skipped, counts)
+
+
+def _progress(context: OpExecutionContext, run_id: str) -> Any:
+    def on_chunk(index: int, counts: dict[str, int]) -> None:
+        label = "final step" if index < 0 else f"chunk {index}"
+        summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no tokens"
+        context.log.info(f"{run_id} {label}: {summary}")
+    return on_chunk
+
+
+@op(out=Out(ChunkReport), description="After every chunk: process any chunk whose step did "
+    "not (see below), then flush what aggregations still buffer (end-of-source batches).")
+def final_step(context: OpExecutionContext, opened: OpenedRun, manifest: tuple,
+               reports: list[ChunkReport], landscape: LandscapeResource,
+               pipeline: PipelineFile) -> ChunkReport:
+    ls = landscape.landscape()
+    counts: dict[str, int] = {}
+    processed: list[int] = []
+    with _recording_failures(context, ls, opened.run_id):
+        path, config = _load(pipeline, landscape)
+        runner = _attached_runner(context, ls, opened, path, config)
+        runner.on_chunk = _progress(context, opened.run_id)
+        done = runner.done_chunks()
+        # Dagster's re-execution from failure re-runs failed mapped steps but drops those that
+        # never started: a chunk is only done when its checkpoint says so, whoever processed it.
+        missing = [staged for staged in manifest if staged.index not in done]
+        if missing:
+            context.log.warning(f"{len(missing)} chunk(s) had no step that processed them "
+                                f"({', '.join(str(s.index) for s in missing)}): processed here")
+        for staged in missing:
+            _add(counts, runner.process_chunk(staged.index, load_chunk(staged)))
+            processed.append(staged.index)
+        if FINAL_CHUNK not in done:
+            _add(counts, runner.process_chunk(FINAL_CHUNK, []))
+            processed.append(FINAL_CHUNK)
+    context.add_output_metadata({"chunk_steps": len(reports), "chunks_caught_up": len(missing),
+                                 **_counts_metadata(counts)})
+    return ChunkReport(tuple(processed), (), counts)
+
+
+def _add(total: dict[str, int], counts: dict[str, int]) -> None:
+    for outcome, n in counts.items():
+        total[outcome] = total.get(outcome, 0) + n
+
+
+@op(out=Out(dict), description="Promote sink parts to final artifacts, record them, close and "
+    "seal the run, sweep it; metadata: outcome counts and sink digests.")
+def close_run(context: OpExecutionContext, opened: OpenedRun, final: ChunkReport,
+              landscape: LandscapeResource, pipeline: PipelineFile) -> dict[str, Any]:
+    ls = landscape.landscape()
+    with _recording_failures(context, ls, opened.run_id):
+        path, config = _load(pipeline, landscape)
+        runner = _attached_runner(context, ls, opened, path, config)
+        if get_run(ls, opened.run_id).status is RunStatus.COMPLETED:
+            result = lifecycle.run_result(ls, opened.run_id)
+        else:
+            result = runner.finalize()
+        discard_staging(landscape.staging_dir(opened.run_id))
+    swept = sweep(ls, opened.run_id)
+    doc = result.as_dict()
+    context.add_output_metadata({
+        "landscape_run_id": result.run_id, "status": result.status.value,
+        **_counts_metadata(result.outcome_counts),
+        "sinks": MetadataValue.json(doc["sinks"]),
+        **{f"sink/{s.sink}/sha256": s.sha256 for s in result.sinks},
+        **{f"sink/{s.sink}/rows": MetadataValue.int(s.row_count) for s in result.sinks},
+        "sweep_findings": MetadataValue.int(len(swept.findings))})
+    for finding in swept.findings:
+        context.log.error(f"[{finding.check}] {finding.table} {finding.key}: {finding.message}")
+    if swept.findings:
+        exc = GovernanceError(f"the sweep of run {result.run_id} found {len(swept.findings)} "
+                              "broken invariant(s)", code=SWEEP_FINDINGS,
+                              details={"run_id": result.run_id,
+                                       "findings": [f.as_dict() for f in swept.findings[:50]]})
+        raise Failure(description=f"{exc.code.code}: {exc.message}",
+                      metadata=problem_metadata(exc, result.run_id), allow_retries=False)
+    context.log.info(f"Landscape run {result.run_id} {result.status.value}: "
+                     + ", ".join(f"{k} {v}" for k, v in sorted(result.outcome_counts.items())))
+    return doc
