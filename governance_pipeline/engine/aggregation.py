@@ -155,15 +155,18 @@ def _flush(proc: ChunkProcessor, node: AggregationNode, batch: OpenBatch, trigge
         context["duration_ms"] = (time.perf_counter() - start) * 1000.0
     crash_point("aggregation.flushed")
     status = BatchStatus.FAILED if failure else BatchStatus.COMPLETED
+    # The batch passes through ``executing`` as its own ledgered step (draft → executing →
+    # completed/failed): the ledger manifest keeps every state the record had.
     if batch.persisted:
         trail.uow.update("batches", {"batch_id": batch.batch_id}, {
-            "status": status, "trigger_type": trigger, "trigger_reason": reason,
-            "completed_at": trail.now})
+            "status": BatchStatus.EXECUTING, "trigger_type": trigger, "trigger_reason": reason})
     else:
-        trail.uow.add(Batch(batch.batch_id, trail.run_id, node.id, 0, status, trigger, reason,
-                            None, trail.now, trail.now))
+        trail.uow.add(Batch(batch.batch_id, trail.run_id, node.id, 0, BatchStatus.EXECUTING,
+                            trigger, reason, None, trail.now, None))
         for ordinal, work in enumerate(batch.members):
             trail.uow.add(BatchMember(batch.batch_id, work.token_id, trail.run_id, ordinal))
+    trail.uow.update("batches", {"batch_id": batch.batch_id},
+                     {"status": status, "completed_at": trail.now})
     if failure:
         error = {"node": node.id, "code": "batch_failed", "reason": failure}
         for work in batch.members:
