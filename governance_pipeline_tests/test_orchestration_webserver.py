@@ -8,11 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -25,6 +21,7 @@ from dagster_graphql import DagsterGraphQLClient
 
 from governance_pipeline.contracts.enums import RunStatus
 from governance_pipeline.landscape.queries import get_run
+from governance_pipeline.orchestration import webserver
 from governance_pipeline.orchestration.lifecycle import TAG_RUN_ID, run_result
 from governance_pipeline_tests.engine_fixtures import ROOT
 from governance_pipeline_tests.orchestration_fixtures import Home, assert_clean, make_home
@@ -37,16 +34,6 @@ SERVER_START_S = 180.0
 RUN_FINISH_S = 180.0
 SERVER_STOP_S = 30.0
 
-# The webserver launches runs itself (no daemon here): the default coordinator does that at once.
-INSTANCE_YAML = """\
-telemetry:
-  enabled: false
-run_coordinator:
-  module: dagster._core.run_coordinator
-  class: DefaultRunCoordinator
-"""
-
-
 @dataclass
 class Server:
     proc: subprocess.Popen[bytes]
@@ -56,62 +43,24 @@ class Server:
     dagster_home: Path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(server: subprocess.Popen[bytes], log: Path, what: str, deadline_s: float,
-               probe: Callable[[], object]) -> object:
-    """Poll ``probe`` until it answers; the pause between polls is a bounded wait on the server
-    process, so a server that dies is reported at once instead of at the deadline."""
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        try:
-            code = server.wait(timeout=0.5)
-        except subprocess.TimeoutExpired:
-            continue
-        raise AssertionError(f"webserver exited {code}:\n{log.read_text()[-3000:]}")
-    raise AssertionError(f"timed out after {deadline_s:.0f} s waiting for {what}")
-
-
 @pytest.fixture
 def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
     home = make_home(tmp_path, f"sqlite:///{tmp_path / 'landscape.db'}", monkeypatch)
     home.copy_examples()
     dagster_home = tmp_path / "dagster"
     dagster_home.mkdir()
-    (dagster_home / "dagster.yaml").write_text(INSTANCE_YAML, encoding="utf-8")
-    port = free_port()
+    (dagster_home / "dagster.yaml").write_text(webserver.INSTANCE_YAML, encoding="utf-8")
+    port = webserver.free_port()
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home)}
-    log = (tmp_path / "webserver.log").open("wb")
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("dagster-webserver")), "-h", "127.0.0.1",
-         "-p", str(port), "-w", str(ROOT / "workspace.yaml")],
-        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL, start_new_session=True)
+    log_path = tmp_path / "webserver.log"
+    log = log_path.open("wb")
+    proc = webserver.start(ROOT / "workspace.yaml", port, cwd=tmp_path, env=env, output=log)
     try:
-        def up() -> bool:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info",
-                                            timeout=5) as response:
-                    return response.status == 200
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                return False
-        wait_until(proc, tmp_path / "webserver.log", "the webserver", SERVER_START_S, up)
-        yield Server(proc, tmp_path / "webserver.log", port, home, dagster_home)
+        webserver.wait_for(proc, "the webserver", SERVER_START_S, lambda: webserver.is_up(port),
+                           log_path)
+        yield Server(proc, log_path, port, home, dagster_home)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(timeout=SERVER_STOP_S)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=SERVER_STOP_S)
+        webserver.stop(proc, SERVER_STOP_S)
         log.close()
 
 
@@ -124,7 +73,7 @@ def test_a_job_launched_through_graphql_writes_the_audit_trail(server: Server) -
         status = client.get_run_status(dagster_run_id)
         return status if status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE,
                                     DagsterRunStatus.CANCELED) else None
-    status = wait_until(server.proc, server.log, "the run to finish", RUN_FINISH_S, finished)
+    status = webserver.wait_for(server.proc, "the run to finish", RUN_FINISH_S, finished, server.log)
     assert status is DagsterRunStatus.SUCCESS, server.log.read_text()[-3000:]
 
     with DagsterInstance.from_config(str(server.dagster_home)) as instance:
@@ -181,15 +130,15 @@ def test_reexecution_from_failure_through_graphql_continues_the_same_landscape_r
         return probe
 
     failed = client.submit_job_execution("claims_linear", run_config={})
-    assert wait_until(server.proc, server.log, "the failure", RUN_FINISH_S,
-                      over(failed)) is DagsterRunStatus.FAILURE
+    assert webserver.wait_for(server.proc, "the failure", RUN_FINISH_S,
+                              over(failed), server.log) is DagsterRunStatus.FAILURE
     blocker.rmdir()
     answer = graphql(server.port, REEXECUTE, {"parent": failed})
     launched = answer["data"]["launchPipelineReexecution"]  # type: ignore[index]
     assert launched["__typename"] == "LaunchRunSuccess", answer
     again = launched["run"]["runId"]
-    assert wait_until(server.proc, server.log, "the re-execution", RUN_FINISH_S,
-                      over(again)) is DagsterRunStatus.SUCCESS, server.log.read_text()[-3000:]
+    assert webserver.wait_for(server.proc, "the re-execution", RUN_FINISH_S,
+                              over(again), server.log) is DagsterRunStatus.SUCCESS, server.log.read_text()[-3000:]
 
     with DagsterInstance.from_config(str(server.dagster_home)) as instance:
         tags = [instance.get_run_by_id(r).tags[TAG_RUN_ID] for r in (failed, again)]  # type: ignore[union-attr]

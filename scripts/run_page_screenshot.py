@@ -15,12 +15,8 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -28,36 +24,9 @@ from pathlib import Path
 from dagster import DagsterRunStatus
 from dagster_graphql import DagsterGraphQLClient
 
+from governance_pipeline.orchestration import webserver
+
 ROOT = Path(__file__).resolve().parent.parent
-INSTANCE_YAML = """\
-telemetry:
-  enabled: false
-run_coordinator:
-  module: dagster._core.run_coordinator
-  class: DefaultRunCoordinator
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait(server: subprocess.Popen[bytes], what: str, seconds: float, probe: object) -> object:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = probe()  # type: ignore[operator]
-        if found:
-            return found
-        try:
-            code = server.wait(timeout=0.5)
-        except subprocess.TimeoutExpired:
-            continue
-        raise SystemExit(f"dagster-webserver exited {code}")
-    raise SystemExit(f"timed out waiting for {what}")
-
-
 def skip_newsletter_dialog(port: int) -> None:
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/graphql", method="POST",
@@ -81,25 +50,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         home, dagster_home = Path(tmp) / "home", Path(tmp) / "dagster"
         dagster_home.mkdir(parents=True)
-        (dagster_home / "dagster.yaml").write_text(INSTANCE_YAML, encoding="utf-8")
+        (dagster_home / "dagster.yaml").write_text(webserver.INSTANCE_YAML, encoding="utf-8")
         env = {k: v for k, v in os.environ.items() if k != "GOVERNANCE_DB_URL"}
         env.update(GOVERNANCE_HOME=str(home), DAGSTER_HOME=str(dagster_home),
                    GOVERNANCE_PIPELINES_DIR=str(ROOT / "examples" / "pipelines"))
-        port = free_port()
-        server = subprocess.Popen(
-            [str(Path(sys.executable).with_name("dagster-webserver")), "-h", "127.0.0.1",
-             "-p", str(port), "-w", str(args.workspace)],
-            cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL, start_new_session=True)
+        port = webserver.free_port()
+        server = webserver.start(args.workspace, port, cwd=Path(tmp), env=env)
         try:
-            def up() -> bool:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info",
-                                                timeout=5) as response:
-                        return response.status == 200
-                except (urllib.error.URLError, ConnectionError, TimeoutError):
-                    return False
-            wait(server, "the webserver", 180, up)
+            webserver.wait_for(server, "the webserver", 180, lambda: webserver.is_up(port))
             skip_newsletter_dialog(port)
             client = DagsterGraphQLClient("127.0.0.1", port_number=port)
             run_id = client.submit_job_execution("claims_triage", run_config={})
@@ -108,7 +66,7 @@ def main() -> None:
                 status = client.get_run_status(run_id)
                 return status if status in (DagsterRunStatus.SUCCESS,
                                             DagsterRunStatus.FAILURE) else None
-            if wait(server, "the run", 300, done) is not DagsterRunStatus.SUCCESS:
+            if webserver.wait_for(server, "the run", 300, done) is not DagsterRunStatus.SUCCESS:
                 raise SystemExit(f"run {run_id} failed")
             args.out.parent.mkdir(parents=True, exist_ok=True)
             subprocess.run(
@@ -119,13 +77,7 @@ def main() -> None:
                 check=True, timeout=180, capture_output=True)
             print(f"wrote {args.out} (run {run_id})")
         finally:
-            os.killpg(server.pid, signal.SIGINT)
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait(timeout=30)
-
+            webserver.stop(server)
 
 if __name__ == "__main__":
     main()
