@@ -59,47 +59,46 @@ def _eval_failure(name: str, exc: ExpressionEvalError) -> TransformResult:
     return TransformResult.fail("expression_error", f"fields.{name}: {exc.message}")
 
 
-class FieldMap(Transform):
-    """Builds the output row from expressions over the input row (all see the *input* row)."""
+class _ExpressionFieldsTransform(Transform):
+    """Shared by field_map and compute: named expressions compiled once, evaluated per row."""
 
-    name: ClassVar[str] = "field_map"
-    version: ClassVar[str] = "1"
+    options_model: ClassVar[type[ExpressionFields]] = ExpressionFields
 
     def __init__(self, options: Mapping[str, Any], *, base_dir: Path) -> None:
         super().__init__(options, base_dir=base_dir)
-        self.config = parse_options(FieldMapOptions, options, self.name)
+        self.config = parse_options(self.options_model, options, self.name)
         self._fields = _compile_fields(self.name, self.config.fields)
 
-    def process(self, row: Row, ctx: TransformContext) -> TransformResult:
-        out: Row = dict(row) if self.config.keep_others else {}
+    def _fill(self, out: Row, scope: Row) -> TransformResult:
         for name, expression in self._fields:
             try:
-                out[name] = expression.evaluate(row)
+                out[name] = expression.evaluate(scope)
             except ExpressionEvalError as exc:
                 return _eval_failure(name, exc)
         return TransformResult.ok(out)
 
 
-class Compute(Transform):
+class FieldMap(_ExpressionFieldsTransform):
+    """Builds the output row from expressions over the input row (all see the *input* row)."""
+
+    name: ClassVar[str] = "field_map"
+    version: ClassVar[str] = "1"
+    options_model = FieldMapOptions
+
+    def process(self, row: Row, ctx: TransformContext) -> TransformResult:
+        return self._fill(dict(row) if self.config.keep_others else {}, row)
+
+
+class Compute(_ExpressionFieldsTransform):
     """Adds or overwrites computed fields, keeping the others. Fields are computed in the order
     written, and each expression sees the fields computed before it."""
 
     name: ClassVar[str] = "compute"
     version: ClassVar[str] = "1"
 
-    def __init__(self, options: Mapping[str, Any], *, base_dir: Path) -> None:
-        super().__init__(options, base_dir=base_dir)
-        self.config = parse_options(ExpressionFields, options, self.name)
-        self._fields = _compile_fields(self.name, self.config.fields)
-
     def process(self, row: Row, ctx: TransformContext) -> TransformResult:
         out: Row = dict(row)
-        for name, expression in self._fields:
-            try:
-                out[name] = expression.evaluate(out)
-            except ExpressionEvalError as exc:
-                return _eval_failure(name, exc)
-        return TransformResult.ok(out)
+        return self._fill(out, out)
 
 
 class Rename(Transform):
