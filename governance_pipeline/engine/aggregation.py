@@ -24,8 +24,14 @@ from governance_pipeline.engine.config import AggregationNode
 from governance_pipeline.engine.expressions import ExpressionEvalError
 from governance_pipeline.engine.faults import crash_point
 from governance_pipeline.engine.trail import Work, dumps
-from governance_pipeline.landscape.payloads import load_payload
-from governance_pipeline.landscape.schema import batch_members, batches, node_states, tokens
+from governance_pipeline.landscape.payloads import verified
+from governance_pipeline.landscape.schema import (
+    batch_members,
+    batches,
+    node_states,
+    payloads,
+    tokens,
+)
 
 if TYPE_CHECKING:
     from governance_pipeline.engine.processor import ChunkProcessor
@@ -198,11 +204,15 @@ def restore_drafts(conn: Connection, run_id: str, positions: dict[str, int]) -> 
     query = (
         select(batches.c.batch_id, batches.c.node_id, batches.c.created_at,
                batch_members.c.token_id, tokens.c.row_id, tokens.c.fork_group_id,
-               node_states.c.input_hash)
+               node_states.c.input_hash, payloads.c.content_hash, payloads.c.size_bytes,
+               payloads.c.data, payloads.c.created_at.label("payload_created_at"))
         .join(batch_members, batch_members.c.batch_id == batches.c.batch_id)
         .join(tokens, tokens.c.token_id == batch_members.c.token_id)
         .join(node_states, (node_states.c.token_id == batch_members.c.token_id)
               & (node_states.c.node_id == batches.c.node_id))
+        # Payloads come in the same query (outer join: a missing one is reported, not skipped),
+        # so restoring N buffered tokens is one statement, not N.
+        .outerjoin(payloads, payloads.c.content_hash == node_states.c.input_hash)
         .where(batches.c.run_id == run_id, batches.c.status == BatchStatus.DRAFT.value)
         .order_by(batches.c.batch_id, batch_members.c.ordinal))
     current: OpenBatch | None = None
@@ -210,7 +220,10 @@ def restore_drafts(conn: Connection, run_id: str, positions: dict[str, int]) -> 
         if current is None or current.batch_id != row.batch_id:
             current = OpenBatch(row.batch_id, from_iso(row.created_at).timestamp(), persisted=True)
             drafts.setdefault(row.node_id, []).append(current)
-        data = orjson.loads(load_payload(conn, row.input_hash))
+        stored = None if row.content_hash is None else {
+            "content_hash": row.content_hash, "size_bytes": row.size_bytes, "data": row.data,
+            "created_at": row.payload_created_at}
+        data = orjson.loads(verified(row.input_hash, stored))
         current.members.append(Work(row.token_id, row.row_id, data, row.input_hash,
                                     fork_group_id=row.fork_group_id))
     return drafts

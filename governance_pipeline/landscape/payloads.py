@@ -9,6 +9,7 @@ evidence bundles say about a row without anything noticing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -31,6 +32,14 @@ def load_payload(source: Source, content_hash: str) -> bytes:
     with reading(source) as conn:
         row = conn.execute(select(payloads).where(payloads.c.content_hash == content_hash)
                            ).mappings().first()
+    return verified(content_hash, row)
+
+
+def verified(content_hash: str, row: Mapping[str, Any] | None) -> bytes:
+    """The bytes of a ``payloads`` row read for ``content_hash`` (None: no such row), checked.
+
+    For callers that join payloads into a larger query instead of reading them one by one.
+    """
     if row is None:
         raise _corrupt(content_hash, "missing from the payload store", reason="missing")
     payload = Payload.from_row(row)
