@@ -179,3 +179,49 @@ class StageStatus(StrEnum):
 class Decision(StrEnum):
     APPROVE = "approve"
     REJECT = "reject"
+
+
+class PolicyMode(StrEnum):
+    """How a policy acts on a violation. Ordered: a kill switch caps enforced at advisory."""
+
+    OFF = "off"              # not evaluated, nothing recorded
+    ADVISORY = "advisory"    # evaluated and recorded (would_block), the run continues
+    ENFORCED = "enforced"    # evaluated and recorded; a would_block violation stops the run
+
+    @property
+    def evaluates(self) -> bool:
+        return self is not PolicyMode.OFF
+
+    @property
+    def stops(self) -> bool:
+        return self is PolicyMode.ENFORCED
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+class RuleResult(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+
+
+class ExportKind(StrEnum):
+    EVIDENCE = "evidence"
+    SOC2 = "soc2"
+    DEBRIEF = "debrief"
+
+
+class ExportStatus(StrEnum):
+    WRITTEN = "written"
+    BLOCKED = "blocked"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"        # retries exhausted; visible in `events --deliveries`

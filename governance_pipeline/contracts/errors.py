@@ -96,6 +96,11 @@ FILE_IO_FAILED = register(
     "GP-IO-001", "A file could not be read or written",
     "Check that the path in the message exists and that you may read or write it.",
     ExitCode.OPERATIONAL)
+STALE_STATE = register(
+    "GP-DB-004", "The record changed since it was read; nothing was written",
+    "Another process acted on the same record first (a resume, a consume, an escalation). Read "
+    "its current state (`governance-pipeline runs`, `approvals list`) and retry if still needed.",
+    ExitCode.OPERATIONAL)
 INTERNAL_ERROR = register(
     "GP-INTERNAL-001", "Unexpected internal error",
     "This is a bug: re-run with --debug (or GOVERNANCE_DEBUG=1) to see the traceback, and report "
@@ -259,6 +264,20 @@ class CanonicalizationError(GovernanceError, ValueError):
 
 class OperationalError(GovernanceError):
     default_code = DATABASE_UNAVAILABLE
+
+
+class StaleStateError(GovernanceError):
+    """A guarded write found its record no longer in the expected state; the unit was discarded."""
+
+    default_code = STALE_STATE
+
+
+class PolicyStopError(GovernanceError):
+    """An enforced policy stopped a run (exit 3). The code comes from the policy service."""
+
+
+class BlockedError(GovernanceError):
+    """An approval is required or an export is gated (exit 4). The code names which."""
 
 
 class AuditIntegrityError(GovernanceError):

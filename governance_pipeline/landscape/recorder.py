@@ -25,6 +25,7 @@ from governance_pipeline.contracts.errors import (
     AUDIT_WRITE_FAILED,
     AuditIntegrityError,
     OperationalError,
+    StaleStateError,
 )
 from governance_pipeline.contracts.hashing import CANONICAL_VERSION, canonical_json, sha256_hex
 from governance_pipeline.contracts.ids import new_id
@@ -102,7 +103,8 @@ class UnitOfWork:
         self._rows: dict[str, list[Row]] = {}
         self._manifest: dict[str, Callable[[list[Row]], list[ledger.ManifestItem]]] = {}
         self._payloads: dict[str, bytes] = {}
-        self._updates: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+        self._updates: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]] = []
+        self._guards: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
         self._terminal: set[str] = set()
 
     # -- collecting ----------------------------------------------------------------------------
@@ -149,11 +151,23 @@ class UnitOfWork:
         self._payloads.setdefault(digest, data)
         return digest
 
-    def update(self, table: str, key: Mapping[str, Any], values: Mapping[str, Any]) -> None:
-        """Change one existing ledgered record; its new content is committed to the ledger."""
+    def update(self, table: str, key: Mapping[str, Any], values: Mapping[str, Any], *,
+               expect: Mapping[str, Any] | None = None) -> None:
+        """Change one existing ledgered record; its new content is committed to the ledger.
+
+        With ``expect``, the change applies only if the record still holds those column values
+        when the transaction writes (compare-and-set); otherwise the whole unit is discarded and
+        ``StaleStateError`` raised. Of several processes racing for the same change, exactly one
+        succeeds: the check and the write are one statement inside the scope's write lock.
+        """
         if table not in LEDGERED:
             raise ValueError(f"{table} is not a ledgered table")
-        self._updates.append((table, dict(key), dict(values)))
+        self._updates.append((table, dict(key), dict(values), dict(expect or {})))
+
+    def guard(self, table: str, key: Mapping[str, Any], expect: Mapping[str, Any]) -> None:
+        """Write this unit only if the record ``key`` of ``table`` holds the ``expect``-ed values
+        at commit time (checked inside the transaction); else ``StaleStateError``, nothing kept."""
+        self._guards.append((table, dict(key), dict(expect)))
 
     def fork(self, parent: Token, branches: Iterable[str], *, fork_group_id: str | None = None,
              sink_name: str | None = None) -> list[Token]:
@@ -180,6 +194,10 @@ class UnitOfWork:
     def is_empty(self) -> bool:
         return not (self._rows or self._updates or self._payloads)
 
+    @property
+    def has_updates(self) -> bool:
+        return bool(self._updates)
+
     def pending_rows(self) -> dict[str, list[Row]]:
         """The rows commit will insert, per table, as tuples in table column order."""
         return {name: list(rows) for name, rows in self._rows.items()}
@@ -200,7 +218,9 @@ class UnitOfWork:
         return items
 
     def _write(self, conn: Connection) -> list[ledger.ManifestItem]:
-        """Insert everything, apply the updates; returns the updates' manifest items."""
+        """Check the guards, insert everything, apply the updates; returns the updates' items."""
+        for name, key, expect in self._guards:
+            _check_guard(conn, name, key, expect)
         if self._payloads:
             now = self.now
             bulk.insert_payloads(conn, [(h, len(d), d, now) for h, d in self._payloads.items()])
@@ -208,17 +228,39 @@ class UnitOfWork:
             rows = self._rows.get(table.name)
             if rows:
                 bulk.insert_rows(conn, table, rows)
-        return [_apply_update(conn, self.scope, name, key, values)
-                for name, key, values in self._updates]
+        return [_apply_update(conn, self.scope, name, key, values, expect)
+                for name, key, values, expect in self._updates]
+
+
+def _matches(table: Table, values: Mapping[str, Any]) -> list[Any]:
+    return [table.c[k].is_(None) if v is None else table.c[k] == v for k, v in values.items()]
+
+
+def _stale(name: str, key: dict[str, Any], expect: dict[str, Any]) -> StaleStateError:
+    return StaleStateError(
+        f"{name} {key} no longer holds {expect}: another process changed it first",
+        details={"table": name, "key": {k: str(v) for k, v in key.items()},
+                 "expected": {k: None if v is None else str(v) for k, v in expect.items()}})
+
+
+def _check_guard(conn: Connection, name: str, key: dict[str, Any],
+                 expect: dict[str, Any]) -> None:
+    table = metadata.tables[name]
+    found = conn.execute(select(table.c[next(iter(key))])
+                         .where(*_matches(table, key), *_matches(table, expect))).first()
+    if found is None:
+        raise _stale(name, key, expect)
 
 
 def _apply_update(conn: Connection, scope: str, name: str, key: dict[str, Any],
-                  values: dict[str, Any]) -> ledger.ManifestItem:
+                  values: dict[str, Any], expect: dict[str, Any]) -> ledger.ManifestItem:
     spec = LEDGERED[name]
     table = spec.table
-    where = and_(*(table.c[k] == v for k, v in key.items()))
-    result = conn.execute(update(table).where(where).values(**values))
+    where = and_(*_matches(table, key))
+    result = conn.execute(update(table).where(where, *_matches(table, expect)).values(**values))
     if result.rowcount != 1:
+        if expect and result.rowcount == 0:
+            raise _stale(name, key, expect)
         raise AuditIntegrityError(f"update of {name} {key} matched {result.rowcount} records",
                                   details={"table": name, "key": key})
     row = conn.execute(select(table).where(where)).mappings().one()
@@ -250,7 +292,7 @@ class Recorder:
         # Hashing and compressing the manifest is most of the recorder's own work; done before
         # the transaction, it does not lengthen the time the write lock is held.
         items = uow._insert_manifest()
-        encoded = ledger.encode_manifest(items) if items and not uow._updates else None
+        encoded = ledger.encode_manifest(items) if items and not uow.has_updates else None
         try:
             with write_transaction(self.landscape.engine) as conn:
                 ledger.lock_scope(conn, uow.scope)

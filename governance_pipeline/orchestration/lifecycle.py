@@ -8,9 +8,9 @@ touch the Landscape claims the run — status back to ``running``, ``resume_coun
 same moment in other processes, find the claim made and go on.
 
 Every ownership change is a conditional update: its key includes the status and the Dagster run
-id the step read, so of several steps racing for the same change exactly one matches, and the
-others' units are discarded whole (the recorder refuses an update that matches no record). All of
-it goes through the recorder, so each change is in the run's ledger.
+id the step read (the recorder's compare-and-set ``expect``), so of several steps racing for the
+same change exactly one matches, and the others' units are discarded whole. All of it goes
+through the recorder, so each change is in the run's ledger.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import func, select
 
 from governance_pipeline.contracts.enums import RunStatus, TerminationReason
-from governance_pipeline.contracts.errors import ConfigError
+from governance_pipeline.contracts.errors import ConfigError, StaleStateError
 from governance_pipeline.contracts.events import make_event
 from governance_pipeline.contracts.records import Run
 from governance_pipeline.engine.resume import (
@@ -37,7 +37,7 @@ from governance_pipeline.engine.resume import (
 from governance_pipeline.engine.runner import RunResult, SinkSummary
 from governance_pipeline.landscape.queries import get_run
 from governance_pipeline.landscape.recorder import Recorder, UnitOfWork
-from governance_pipeline.landscape.schema import artifacts, checkpoints, runs, token_outcomes
+from governance_pipeline.landscape.schema import artifacts, checkpoints, token_outcomes
 from governance_pipeline.landscape.store import Landscape
 
 #: Dagster run tags that tie a Dagster run to the Landscape (and back, via ``dagster_run_id``).
@@ -64,43 +64,20 @@ def run_worker_identity() -> str:
     return f"{socket.gethostname()}:{pid}"
 
 
-class _Superseded(Exception):
-    """The run is no longer as the step read it: another step changed it first."""
-
-
-class _GuardedUnit(UnitOfWork):
-    """A unit that writes only if the run still has the expected column values.
-
-    The check runs inside the recorder's transaction, after the run's scope lock is taken (and
-    under SQLite's write lock), so checking and writing are one atomic step: of several steps
-    racing for the same change, exactly one finds the run as it expects.
-    """
-
-    def __init__(self, scope: str, now: str, expect: Mapping[str, Any]) -> None:
-        super().__init__(scope, now)
-        self.expect = dict(expect)
-
-    def _write(self, conn: Connection) -> Any:
-        columns = [runs.c[name] for name in self.expect]
-        row = conn.execute(select(*columns).where(runs.c.run_id == self.scope)).one()
-        if any(row[i] != (None if v is None else str(v)) for i, v in enumerate(self.expect.values())):
-            raise _Superseded
-        return super()._write(conn)
-
-
 def _conditional(landscape: Landscape, run: Run, expect: Mapping[str, Any],
                  values: Mapping[str, Any], event_type: str, payload: Mapping[str, Any],
                  *, stamp: str | None = None, seal: bool = False) -> bool:
     """Apply ``values`` (and the unit's time to column ``stamp``) to the run if it still has
     the ``expect``-ed column values, with one event; True if applied."""
     recorder = Recorder(landscape)
-    uow = _GuardedUnit(run.run_id, recorder.now(), expect)
-    uow.update("runs", {"run_id": run.run_id}, {**values, **({stamp: uow.now} if stamp else {})})
+    uow = UnitOfWork(run.run_id, recorder.now())
+    uow.update("runs", {"run_id": run.run_id}, {**values, **({stamp: uow.now} if stamp else {})},
+               expect=expect)
     uow.add(make_event(event_type, scope=run.run_id, source=_SOURCE, tenant_id=run.tenant_id,
                        timestamp=uow.now, payload={"run_id": run.run_id, **payload}))
     try:
         recorder.commit(uow, seal=seal)
-    except _Superseded:
+    except StaleStateError:
         return False
     return True
 
