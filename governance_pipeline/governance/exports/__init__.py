@@ -1,0 +1,1 @@
+"""Evidence exports: bundle models, PDF rendering, bundle directories, offline verification."""
