@@ -1,0 +1,258 @@
+"""Check a bundle directory offline: no database, no configuration, only the bundle (and a key).
+
+Every check runs and reports, none stops at the first problem: the manifest parses and is signed
+by the key in the bundle, the key is the one its ``key_id`` names (and, when given, the trusted
+key), every listed file is present with its digest and size, no file is added, and every
+inclusion proof leads its record to the checkpoint's signed seal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from pydantic import ValidationError
+
+from governance_pipeline.contracts.errors import (
+    ExitCode,
+    Finding,
+    GovernanceError,
+    NotFoundError,
+    register,
+)
+from governance_pipeline.contracts.hashing import sha256_hex
+from governance_pipeline.governance.exports.bundle_format import (
+    MANIFEST_FILE,
+    PROOFS_FILE,
+    PUBLIC_KEY_FILE,
+    SIGNATURE_FILE,
+    UNLISTED,
+    BundleManifest,
+)
+from governance_pipeline.governance.exports.proofs import verify_proof
+from governance_pipeline.landscape.keys import PublicKey
+
+BUNDLE_INVALID = register(
+    "GP-BUNDLE-001", "Bundle verification failed",
+    "Do not rely on this bundle: each finding names the file and what is wrong. Ask the "
+    "producer for a fresh copy (they can re-export it) and check it against their published "
+    "public key with --key.",
+    ExitCode.INTEGRITY)
+
+FILE, MANIFEST, SIGNATURE, KEY, PROOF = "file", "manifest", "signature", "key", "proof"
+
+FIXES = {
+    FILE: "the file was changed, removed or added after signing: get an untouched copy of the "
+          "bundle from its producer",
+    MANIFEST: "manifest.json is unreadable or not a bundle manifest: get an untouched copy",
+    SIGNATURE: "manifest.json or manifest.sig was changed after signing, or they come from "
+               "different bundles: get an untouched copy",
+    KEY: "compare the key with the producer's published key (governance-pipeline keys public) "
+         "and pass it with --key; a bundle signed by any other key is not theirs",
+    PROOF: "the proof does not lead its record to the signed checkpoint: the record or the "
+           "ledger excerpt was altered; re-export the bundle and run `governance-pipeline "
+           "verify` on the source database",
+}
+
+
+@dataclass(frozen=True)
+class BundleVerification:
+    path: Path
+    findings: list[Finding]
+    key_id: str | None
+    files_checked: int
+    proofs_checked: int
+    manifest: BundleManifest | None
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def as_dict(self) -> dict[str, Any]:
+        m = self.manifest
+        return {
+            "ok": self.ok, "path": str(self.path), "key_id": self.key_id,
+            "kind": m.kind.value if m else None, "subject": m.subject if m else None,
+            "export_id": m.export_id if m else None,
+            "files_checked": self.files_checked, "proofs_checked": self.proofs_checked,
+            "findings": [{**f.as_dict(), "code": BUNDLE_INVALID.code} for f in self.findings],
+        }
+
+
+class _Report:
+    def __init__(self) -> None:
+        self.findings: list[Finding] = []
+
+    def add(self, check: str, file: str, message: str, *, item: str | None = None,
+            **extra: Any) -> None:
+        self.findings.append(Finding(check, file, item or file, message, None,
+                                     {**extra, "fix": FIXES[check]}))
+
+
+def _read(path: Path, name: str, report: _Report) -> bytes | None:
+    target = path / name
+    if target.is_symlink():
+        report.add(FILE, name, "is a symbolic link; a bundle holds regular files only")
+        return None
+    try:
+        return target.read_bytes()
+    except FileNotFoundError:
+        report.add(FILE, name, "missing: the file is listed but not in the bundle")
+    except OSError as exc:
+        report.add(FILE, name, f"unreadable: {exc.strerror or exc}")
+    return None
+
+
+def verify_bundle(path: Path, *, trusted_key: PublicKey | None = None) -> BundleVerification:
+    """Findings of every problem of the bundle at ``path`` (empty: intact, and signed by
+    ``trusted_key`` when given). Raises ``NotFoundError`` when ``path`` is not a directory."""
+    if not path.is_dir():
+        raise NotFoundError(f"{path} is not a bundle directory", details={"path": str(path)})
+    report = _Report()
+    body = _read(path, MANIFEST_FILE, report)
+    manifest = _parse_manifest(body, report)
+    key = _parse_key(_read(path, PUBLIC_KEY_FILE, report), report)
+    _check_signature(body, _read(path, SIGNATURE_FILE, report), key, report)
+    if key is not None and manifest is not None and manifest.key_id != key.key_id:
+        report.add(KEY, MANIFEST_FILE, f"key_id mismatch: the manifest names key "
+                   f"{manifest.key_id}, {PUBLIC_KEY_FILE} holds key {key.key_id}")
+    if trusted_key is not None and key is not None and _raw(key) != _raw(trusted_key):
+        report.add(KEY, PUBLIC_KEY_FILE, f"untrusted key: the bundle is signed by key "
+                   f"{key.key_id}, not by the trusted key {trusted_key.key_id}")
+    files = proofs = 0
+    if manifest is not None:
+        files = _check_files(path, manifest, report)
+        proofs = _check_proofs(path, manifest, trusted_key or key, report)
+    return BundleVerification(path, report.findings, key.key_id if key else None, files, proofs,
+                              manifest)
+
+
+def _raw(key: PublicKey) -> bytes:
+    return key.key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def _parse_manifest(body: bytes | None, report: _Report) -> BundleManifest | None:
+    if body is None:
+        return None
+    try:
+        return BundleManifest.model_validate(json.loads(body))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        report.add(MANIFEST, MANIFEST_FILE, f"not valid JSON: {exc}")
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        report.add(MANIFEST, MANIFEST_FILE, f"not a bundle manifest: "
+                   f"{'.'.join(map(str, err['loc']))}: {err['msg']}")
+    return None
+
+
+def _parse_key(data: bytes | None, report: _Report) -> PublicKey | None:
+    if data is None:
+        return None
+    try:
+        return PublicKey.from_pem(data)
+    except (ValueError, TypeError, GovernanceError) as exc:
+        report.add(KEY, PUBLIC_KEY_FILE, f"not an Ed25519 public key PEM: {exc}")
+    return None
+
+
+def _check_signature(body: bytes | None, sig: bytes | None, key: PublicKey | None,
+                     report: _Report) -> None:
+    if body is None or sig is None:
+        return
+    try:
+        signature = sig.decode("ascii").strip()
+        bytes.fromhex(signature)
+    except (UnicodeDecodeError, ValueError):
+        report.add(SIGNATURE, SIGNATURE_FILE, "not a hex-encoded signature")
+        return
+    if key is None:
+        report.add(SIGNATURE, SIGNATURE_FILE, "cannot be checked: the bundle has no usable key")
+    elif not key.verify(signature, body):
+        report.add(SIGNATURE, SIGNATURE_FILE, f"invalid signature: it does not verify over "
+                   f"{MANIFEST_FILE} with key {key.key_id}")
+
+
+def _present_files(path: Path, report: _Report) -> set[str]:
+    found: set[str] = set()
+    for directory, dirnames, filenames in os.walk(path):
+        base = Path(directory)
+        for name in dirnames + filenames:
+            full = base / name
+            rel = full.relative_to(path).as_posix()
+            if full.is_symlink():
+                report.add(FILE, rel, "unexpected symbolic link in the bundle")
+            elif name in filenames:
+                found.add(rel)
+    return found
+
+
+def _check_files(path: Path, manifest: BundleManifest, report: _Report) -> int:
+    present = _present_files(path, report)
+    listed = set(manifest.files)
+    for name in sorted(present - listed - UNLISTED):
+        report.add(FILE, name, "unexpected file: not listed in the manifest (added)")
+    for name in sorted(UNLISTED & listed):
+        report.add(MANIFEST, MANIFEST_FILE, f"lists {name}, which cannot digest itself")
+    if PUBLIC_KEY_FILE not in listed:
+        report.add(MANIFEST, MANIFEST_FILE, f"does not list {PUBLIC_KEY_FILE}")
+    checked = 0
+    for name, want in sorted(manifest.files.items()):
+        if name in UNLISTED:
+            continue
+        if name not in present:
+            if not (path / name).is_symlink():
+                report.add(FILE, name, "missing: the file is listed but not in the bundle")
+            continue
+        data = _read(path, name, report)
+        if data is None:
+            continue
+        checked += 1
+        digest = sha256_hex(data)
+        if digest != want.sha256:
+            report.add(FILE, name, "altered: its sha256 differs from the manifest",
+                       expected=want.sha256, actual=digest)
+        elif len(data) != want.size:
+            report.add(FILE, name, f"altered: {len(data)} bytes, the manifest says {want.size}")
+    return checked
+
+
+def _check_proofs(path: Path, manifest: BundleManifest, key: PublicKey | None,
+                  report: _Report) -> int:
+    if PROOFS_FILE not in manifest.files:
+        report.add(MANIFEST, MANIFEST_FILE, f"does not list {PROOFS_FILE}")
+        return 0
+    target = path / PROOFS_FILE
+    if not target.is_file() or target.is_symlink():
+        return 0  # reported by the file checks
+    try:
+        proofs = json.loads(target.read_bytes())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        report.add(PROOF, PROOFS_FILE, f"unreadable: {exc}")
+        return 0
+    if not isinstance(proofs, list):
+        report.add(PROOF, PROOFS_FILE, "not a list of proofs")
+        return 0
+    if len(proofs) != manifest.proof_count:
+        report.add(PROOF, PROOFS_FILE, f"holds {len(proofs)} proofs, the manifest says "
+                   f"{manifest.proof_count}")
+    if key is None:
+        report.add(PROOF, PROOFS_FILE, "cannot be checked: no usable public key")
+        return 0
+    for index, proof in enumerate(proofs):
+        item = f"{PROOFS_FILE}[{index}]"
+        record = proof.get("record") if isinstance(proof, dict) else None
+        if isinstance(record, dict):
+            item += f" {record.get('table')} {record.get('key')}"
+        scope = proof.get("scope") if isinstance(proof, dict) else None
+        seal = manifest.checkpoint.seal(scope) if isinstance(scope, str) else None
+        if seal is None:
+            report.add(PROOF, PROOFS_FILE, f"proof for scope {scope!r}, which the checkpoint "
+                       "does not cover", item=item)
+            continue
+        for problem in verify_proof(proof, seal.model_dump(mode="json"), key):
+            report.add(PROOF, PROOFS_FILE, problem, item=item, scope=scope)
+    return len(proofs)
