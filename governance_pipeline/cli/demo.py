@@ -38,6 +38,7 @@ from governance_pipeline.contracts.enums import (
     TerminationReason,
     TriggerType,
 )
+from governance_pipeline.contracts.events import make_event
 from governance_pipeline.contracts.hashing import (
     CANONICAL_VERSION,
     canonical_json,
@@ -52,7 +53,6 @@ from governance_pipeline.contracts.records import (
     Call,
     Checkpoint,
     Edge,
-    EventRecord,
     Node,
     NodeState,
     Operation,
@@ -194,10 +194,9 @@ def _record_global(recorder: Recorder) -> tuple[str, str]:
         snapshot = PolicySnapshotRecord(new_id("pol_"), TENANT, stable_hash(policies),
                                         CANONICAL_VERSION, canonical_json(policies).decode(),
                                         len(policies), uow.now)
-        event = EventRecord(new_id("evt_"), GLOBAL_SCOPE, "policy.snapshot_created", "policy",
-                            snapshot.snapshot_id, TENANT, None,
-                            canonical_json({"snapshot_id": snapshot.snapshot_id}).decode(),
-                            canonical_json({"schema_version": 1}).decode(), uow.now)
+        event = make_event("policy.snapshot_created", scope=GLOBAL_SCOPE, source="policy",
+                           target=snapshot.snapshot_id, tenant_id=TENANT, timestamp=uow.now,
+                           payload={"snapshot_id": snapshot.snapshot_id})
         uow.add_all([snapshot, event])
     return snapshot.snapshot_id, event.event_id
 
@@ -378,9 +377,9 @@ def _flush_batch_and_sink(uow: UnitOfWork, acc: _Acc, out_dir: Path | None) -> N
     artifact = Artifact(new_id("art_"), acc.run_id, "out", sink.operation_id, "csv", location,
                         acc.artifact_hash, len(data), len(acc.sink_rows), f"{acc.run_id}:out",
                         uow.now)
-    event = EventRecord(new_id("evt_"), acc.run_id, "run.sink_written", "engine", "out", TENANT,
-                        acc.run_id, canonical_json({"artifact_id": artifact.artifact_id}).decode(),
-                        canonical_json({"schema_version": 1}).decode(), uow.now)
+    event = make_event("run.sink_written", scope=acc.run_id, source="engine", target="out",
+                       tenant_id=TENANT, correlation_id=acc.run_id, timestamp=uow.now,
+                       payload={"artifact_id": artifact.artifact_id})
     uow.add_all([sink, artifact, event])
     acc.ids.update(batch_output_token_id=output.token_id, sink_operation_id=sink.operation_id,
                    artifact_id=artifact.artifact_id, run_event_id=event.event_id)
