@@ -45,6 +45,26 @@ def write_claims(path: Path, rows: int, *, seed: int = 7, malformed: bool = True
                 fh.write(claim_line(rng, i).encode())
 
 
+NOTE_PHRASES = ["customer called about the deductible", "photos of the damage received",
+                "repair estimate attached", "site visit scheduled", "police report on file",
+                "second opinion requested", "settlement offer discussed", "awaiting invoice"]
+#: Rows whose note carries data that must not leave the system: what the screening policy of
+#: examples/pipelines/claims_screening.yaml finds (row index → planted text).
+NOTE_PLANTED = {37: "customer asked to reply to jane.doe@example.com",
+                58: "paid by card 4111 1111 1111 1111 per customer",
+                83: "portal key api_key=Zx81qLmT0vW3nR7sK2pY9dF4hJ6bC5aE"}
+
+
+def write_adjuster_notes(path: Path, rows: int = 120, *, seed: int = 11) -> None:
+    rng = random.Random(seed)
+    with path.open("w", encoding="utf-8", newline="\n") as fh:
+        fh.write("claim_id,adjuster,amount,note\n")
+        for i in range(rows):
+            note = NOTE_PLANTED.get(i) or " and ".join(rng.sample(NOTE_PHRASES, 2))
+            amount = round(rng.lognormvariate(7.0, 1.2), 2)
+            fh.write(f"{1000 + i},adjuster-{rng.randrange(1, 40):02d},{amount},{note}\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=240)
@@ -53,6 +73,8 @@ def main() -> None:
     parser.add_argument("--clean", action="store_true", help="no planted malformed rows")
     args = parser.parse_args()
     write_claims(args.out, args.rows, seed=args.seed, malformed=not args.clean)
+    if args.out == Path(__file__).parent / "data" / "claims.csv":
+        write_adjuster_notes(args.out.with_name("adjuster_notes.csv"))
 
 
 if __name__ == "__main__":

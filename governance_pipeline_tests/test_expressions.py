@@ -474,3 +474,15 @@ def test_no_eval_exec_or_compile_in_the_implementation() -> None:
         called = {node.func.id for node in ast.walk(tree)
                   if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
         assert not called & forbidden, module.__name__
+
+
+def test_ordering_a_decimal_nan_is_an_evaluation_error_not_a_crash() -> None:
+    """Sources produce Decimals; ordering Decimal('NaN') raises InvalidOperation in Python."""
+    from decimal import Decimal
+
+    from governance_pipeline.engine.expressions import ExpressionEvalError, compile_expression
+
+    expr = compile_expression("amount > 1")
+    assert expr.evaluate({"amount": Decimal("2.5")}) is True
+    with pytest.raises(ExpressionEvalError, match="NaN"):
+        expr.evaluate({"amount": Decimal("NaN")})

@@ -6,19 +6,25 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 from pathlib import Path
+
 import click
 
 from governance_pipeline.cli.access import open_landscape
+from governance_pipeline.cli.ir_report import report_lines, validation_report
 from governance_pipeline.cli.output import CliState, reporting, table
 from governance_pipeline.contracts.clock import SYSTEM_CLOCK
-from governance_pipeline.contracts.enums import RunStatus
+from governance_pipeline.contracts.enums import PolicyMode, RunStatus
 from governance_pipeline.contracts.errors import ConfigError
 from governance_pipeline.contracts.settings import Settings
 from governance_pipeline.engine.config import PipelineConfig, load_pipeline
 from governance_pipeline.engine.context import RunContext
 from governance_pipeline.engine.runner import RunResult, config_hash
+from governance_pipeline.governance.policy.runtime import preview_policy
+from governance_pipeline.governance.ir.record import record_validation
+from governance_pipeline.governance.ir.risk import Outcome, rejection, validate_ir
 from governance_pipeline.landscape.explain import Explanation, explain
 
 
@@ -35,22 +41,42 @@ def _load(state: CliState, path: Path) -> PipelineConfig:
 @click.command("validate")
 @reporting
 @click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
-def validate_cmd(state: CliState, pipeline: Path) -> int:
-    """Check a pipeline file: schema, wiring, plugins and their options, expressions."""
+@click.option("--record", is_flag=True,
+              help="Also record the ir.validated_* event in the Landscape (GOVERNANCE_DB_URL).")
+def validate_cmd(state: CliState, pipeline: Path, record: bool) -> int:
+    """Check a pipeline file: schema, wiring, plugins and their options, expressions; then its
+    risk tier (pass / escalate / reject) and IR hash. Exits 2 when the IR is rejected."""
     config = _load(state, pipeline)
-    ctx = RunContext.build("validate", config, pipeline.resolve().parent, SYSTEM_CLOCK)
-    doc = {"file": str(pipeline), "valid": True, "pipeline": config.name,
+    validation = validate_ir(config)
+    base_dir = pipeline.resolve().parent
+    ctx = RunContext.build("validate", config, base_dir, SYSTEM_CLOCK,
+                           policy=preview_policy(config, base_dir))
+    if record:
+        with open_landscape(state.settings()) as landscape:
+            record_validation(landscape, validation, tenant_id=config.tenant)
+    rejected = rejection(validation) if validation.outcome is Outcome.REJECT else None
+    doc = {"file": str(pipeline), "valid": rejected is None, "pipeline": config.name,
            "tenant": config.tenant, "config_hash": config_hash(config),
            "chunk_size": config.chunk_size,
            "nodes": [{"id": n.id, "kind": n.kind} for n in ctx.graph.order],
-           "sinks": {name: s.plugin for name, s in config.sinks.items()}}
+           "sinks": {name: s.plugin for name, s in config.sinks.items()},
+           **validation_report(config, pipeline, validation)}
     if state.json:
+        if rejected is not None:
+            doc["problem"] = rejected.problem()
         state.emit(doc)
-        return 0
-    state.say(f"{pipeline}: valid pipeline '{config.name}' (tenant {config.tenant})")
+        return int(rejected.exit_code) if rejected else 0
+    verdict = "valid" if rejected is None else "rejected"
+    state.say(f"{pipeline}: {verdict} pipeline '{config.name}' (tenant {config.tenant})")
     state.say(f"config hash {doc['config_hash']}")
     state.say("nodes: " + " → ".join(f"{n['id']} ({n['kind']})" for n in doc["nodes"]))
     state.say("sinks: " + ", ".join(f"{k} ({v})" for k, v in doc["sinks"].items()))
+    for line in report_lines(doc):
+        state.say(line)
+    if rejected is not None:
+        click.echo(f"error {rejected.code.code}: {rejected.message}", err=True)
+        click.echo(f"fix: {rejected.code.fix}", err=True)
+        return int(rejected.exit_code)
     return 0
 
 
@@ -78,13 +104,16 @@ _EXECUTOR = click.option(
 
 
 def _run_job(state: CliState, path: Path, *, executor: str,
-             resume_run_id: str | None = None) -> int:
+             resume_run_id: str | None = None, policy_mode: str | None = None,
+             approval_token: str | None = None) -> int:
     """Execute the pipeline's Dagster job on the local instance and report its Landscape run."""
     from governance_pipeline.orchestration import local
 
     settings = state.settings()
     config = local.run_config(resume_run_id=resume_run_id, executor=executor,
-                              log_level="WARNING" if state.json else "INFO")
+                              log_level="WARNING" if state.json else "INFO",
+                              policy_mode=policy_mode, approval_token=approval_token,
+                              actor=os.environ.get("GOVERNANCE_ACTOR") or getpass.getuser())
     with open_landscape(settings) as landscape, local.open_instance(settings) as instance:
         job_run, result = local.execute_pipeline(instance, path, config,
                                                  tags={"governance/launched_by": "cli"})
@@ -97,13 +126,21 @@ def _run_job(state: CliState, path: Path, *, executor: str,
 @reporting
 @click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
 @_EXECUTOR
-def run_cmd(state: CliState, pipeline: Path, executor: str) -> int:
+@click.option("--policy-mode", type=click.Choice([m.value for m in PolicyMode]), default=None,
+              help="Mode of the policies that do not state their own, for this run (default: "
+                   "$GOVERNANCE_POLICY_MODE or advisory); the kill switch still applies.")
+@click.option("--approval-token", envvar="GOVERNANCE_APPROVAL_TOKEN", default=None,
+              help="Approval token for a pipeline of risk tier 2 or more (from `approvals "
+                   "request`); consumed when the run starts. Also $GOVERNANCE_APPROVAL_TOKEN.")
+def run_cmd(state: CliState, pipeline: Path, executor: str, policy_mode: str | None,
+            approval_token: str | None) -> int:
     """Run a pipeline as a Dagster run on the local instance (DAGSTER_HOME, default
     $GOVERNANCE_HOME/dagster); progress on stderr, the result (counts, sinks and digests) on
-    stdout."""
+    stdout. Exit 3 if an enforced policy stops it (see `incidents`)."""
     path = pipeline.resolve()
     _load(state, path)  # configuration errors are reported here, before any run exists
-    return _run_job(state, path, executor=executor)
+    return _run_job(state, path, executor=executor, policy_mode=policy_mode,
+                    approval_token=approval_token)
 
 
 @click.command("resume")
@@ -136,6 +173,10 @@ def _ids(values: list[str], shown: int = 4) -> str:
 
 def _print_explanation(state: CliState, exp: Explanation) -> None:
     state.say(f"run {exp.run_id} row {exp.row.row_index} ({exp.row.row_id})")
+    if exp.inflection is not None:
+        p = exp.inflection
+        state.say(f"  ▶ INFLECTION POINT: the run stopped here — {p.policy_id}/{p.rule_id} at "
+                  f"node {p.node_id} (step {p.step_index}), token {p.token_id}, {p.occurred_at}")
     state.say(f"  source payload {exp.row.source_data_hash[:16]}…: {exp.source_payload}")
     for err in exp.validation_errors:
         state.say(f"  invalid: {err.error_code}: {err.reason} → {err.destination}")
@@ -158,12 +199,19 @@ def _print_explanation(state: CliState, exp: Explanation) -> None:
                 state.say(f"        call {c['type']} {c['status']} {c['latency_ms']} ms")
             if s.error_json:
                 state.say(f"        error: {s.error_json}")
+        for d in view.decisions:
+            flag = ("BLOCKED" if d.blocks else "would block") if d.would_block else ""
+            state.say(f"    policy [{d.step_index}] {d.node_id} {d.policy_id}/{d.rule_id}: "
+                      f"{d.result.value} ({d.mode.value}{', ' + flag if flag else ''}) under "
+                      f"snapshot {d.snapshot_id} sha256 {d.snapshot_hash[:16]}…")
         if view.batch_outputs:
             state.say(f"    batch produced: {_ids(view.batch_outputs)}")
         for o in view.outcomes:
             where = f" at {o.sink_name}" if o.sink_name else ""
             kind = "terminal" if o.is_terminal else "non-terminal"
             state.say(f"    outcome: {o.outcome.value}{where} ({kind})")
+        for err in view.errors:
+            state.say(f"    why: {err}")
 
 
 @click.command("explain")

@@ -45,6 +45,7 @@ class PluginRef(_Model):
 class _NodeBase(_Model):
     id: Name
     on_error: Name = DISCARD
+    #: Ids of policies (from the pipeline's policy_files) evaluated on this node's output.
     policies: list[str] = Field(default_factory=list)
 
 
@@ -147,6 +148,9 @@ class SinkConfig(_Model):
     plugin: str
     options: dict[str, Any] = Field(default_factory=dict)
     on_reject: Name | None = None
+    #: The destination is outside the organisation (a partner's database, a shared bucket):
+    #: raises the pipeline's risk tier, so a run needs an approval.
+    external: bool = False
 
 
 class PipelineConfig(_Model):
@@ -157,7 +161,15 @@ class PipelineConfig(_Model):
     source: SourceConfig
     nodes: list[NodeConfig] = Field(default_factory=list)
     sinks: dict[Name, SinkConfig] = Field(min_length=1)
+    #: Policy YAML files (paths relative to the pipeline file) whose policies this run may use.
+    policy_files: list[str] = Field(default_factory=list)
+    #: Ids of policies evaluated on every row as it enters any sink (the output boundary).
     policies: list[str] = Field(default_factory=list)
+    #: Fields holding personal data: declared here, they raise the risk tier (approvals).
+    pii_fields: list[str] = Field(default_factory=list)
+    #: Name of the approval ladder a run or export of this pipeline goes through, if not the
+    #: default ladder for its risk tier.
+    approval_ladder: str | None = None
 
     @field_validator("nodes")
     @classmethod

@@ -28,6 +28,7 @@ from governance_pipeline.engine.config import (
 from governance_pipeline.engine.expressions import Expression, compile_expression
 from governance_pipeline.engine.graph import Graph, build_graph, route_targets
 from governance_pipeline.engine.plugin_api import BatchFunction, Sink, Source, Transform
+from governance_pipeline.engine.policy_hook import PolicyHook
 from governance_pipeline.engine.registry import plugin_class
 
 P = TypeVar("P")
@@ -96,6 +97,10 @@ def build_plugins(config: PipelineConfig, graph: Graph, base_dir: Path) -> Plugi
     return plugins
 
 
+def uses_policies(config: PipelineConfig) -> bool:
+    return bool(config.policies) or any(node.policies for node in config.nodes)
+
+
 @dataclass(frozen=True)
 class GateDecision:
     """What taking one route of a gate means, worked out once per run rather than per row."""
@@ -115,6 +120,8 @@ class RunContext:
     clock: Clock
     base_dir: Path
     policy_snapshot_id: str | None = None
+    #: Runtime policy of the run (None: the pipeline attaches no policies).
+    policy: PolicyHook | None = None
     edge_ids: dict[tuple[str, str, str], str] = field(default_factory=dict)
     #: target name → (consuming node id, or None for a sink; whether arrivals are timed)
     dispatch: dict[str, tuple[str | None, bool]] = field(default_factory=dict)
@@ -123,11 +130,20 @@ class RunContext:
 
     @classmethod
     def build(cls, run_id: str, config: PipelineConfig, base_dir: Path, clock: Clock,
-              policy_snapshot_id: str | None = None) -> RunContext:
+              policy_snapshot_id: str | None = None,
+              policy: PolicyHook | None = None) -> RunContext:
+        if policy is None and uses_policies(config):
+            raise ConfigError(
+                f"pipeline {config.name} attaches policies but the run has no policy snapshot: "
+                "start it through `governance-pipeline run` (or the Dagster job), which "
+                "snapshots its policies", details={"pipeline": config.name})
+        if policy is not None:
+            policy_snapshot_id = policy.snapshot_id
         graph = build_graph(config)
         plugins = build_plugins(config, graph, base_dir)
         edge_ids = {edge: ids.edge_id(run_id, i) for i, edge in enumerate(graph.edges)}
-        ctx = cls(run_id, config, graph, plugins, clock, base_dir, policy_snapshot_id, edge_ids)
+        ctx = cls(run_id, config, graph, plugins, clock, base_dir, policy_snapshot_id, policy,
+                  edge_ids)
         ctx.dispatch = {name: (None, False) for name in config.sinks}
         for channel, consumer in graph.consumer.items():
             timed = isinstance(graph.node(consumer), (CoalesceNode, AggregationNode))

@@ -8,6 +8,7 @@ so evaluation never looks at the AST again.
 from __future__ import annotations
 
 import ast
+import decimal
 import math
 import operator
 from collections.abc import Callable, Mapping
@@ -305,6 +306,8 @@ class Compiler:
             except TypeError:
                 raise fail(f"'{symbol}' not supported between {lib.type_name(a)} and "
                            f"{lib.type_name(b)}") from None
+            except decimal.InvalidOperation:  # ordering a Decimal NaN signals, not returns
+                raise fail(f"'{symbol}' cannot order a NaN ({a!r} {symbol} {b!r})") from None
         return compare
 
     def _membership(self, symbol: str, right: ast.expr,

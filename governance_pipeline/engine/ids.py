@@ -13,6 +13,15 @@ def row_id(run_id: str, index: int) -> str:
     return f"{run_id}.r{index:09d}"
 
 
+def row_index(row: str) -> int:
+    """The source row index a row id was derived from (``row_id``'s inverse)."""
+    return int(row.rsplit(".r", 1)[1])
+
+
+def decision_id(token: str, position: int, ordinal: int) -> str:
+    return f"{token}.n{position:02d}.p{ordinal}"
+
+
 def token_id(row: str, n: int) -> str:
     return f"{row}.t{n}"
 

@@ -14,7 +14,7 @@ from typing import Any
 from governance_pipeline.contracts.enums import NodeStateStatus, Outcome, RoutingMode
 from governance_pipeline.contracts.errors import GovernanceError
 from governance_pipeline.contracts.records import ValidationErrorRecord
-from governance_pipeline.engine import aggregation, coalesce
+from governance_pipeline.engine import aggregation, coalesce, policy_check
 from governance_pipeline.engine.config import (
     DISCARD,
     AggregationNode,
@@ -42,9 +42,20 @@ class ChunkProcessor:
         self.to_sink: dict[str, list[Work]] = defaultdict(list)
         self.counts: dict[str, int] = defaultdict(int)
         self.restored: dict[str, list[aggregation.OpenBatch]] = {}
+        #: While a node with policies runs: what it emits, held back until it is evaluated.
+        self.held: list[policy_check.Held] | None = None
+        #: The inflection point once an enforced policy blocked a token, and every blocked token.
+        self.stop: policy_check.StopPoint | None = None
+        self.blocked: dict[str, tuple[str, policy_check.Block]] = {}
+        #: Set by the sink stage: rows each sink wrote in this chunk, and the sinks that failed.
+        self.written: dict[str, int] = defaultdict(int)
+        self.failures: list[Any] = []
 
     # -- routing between nodes -------------------------------------------------------------------
     def deliver(self, work: Work, target: str, arrival: str = Arrival.SUCCESS) -> None:
+        if self.held is not None:
+            self.held.append((work, target, arrival))
+            return
         consumer, timed = self.ctx.dispatch[target]
         if consumer is None:  # a sink
             work.arrival = arrival
@@ -111,18 +122,34 @@ class ChunkProcessor:
 
     # -- nodes -------------------------------------------------------------------------------------
     def run_nodes(self) -> None:
+        hook = self.ctx.policy
         for node in self.ctx.graph.order:
-            works = self.pending.pop(node.id, [])
-            if isinstance(node, AggregationNode):
-                aggregation.run(self, node, works)
-            elif not works:
-                continue
-            elif isinstance(node, TransformNode):
-                self._transform(node, works)
-            elif isinstance(node, GateNode):
-                self._gate(node, works)
-            elif isinstance(node, CoalesceNode):
-                coalesce.run(self, node, works)
+            checked = hook is not None and hook.applies(node.id)
+            if checked:
+                self.held = []
+            self._run_node(node)
+            if checked:
+                assert hook is not None and self.held is not None
+                held, self.held = self.held, None
+                policy_check.release(self, hook, node.id, held)
+
+    def check_output(self) -> None:
+        """The pipeline-level policies on the rows about to enter the sinks."""
+        if self.ctx.policy is not None:
+            policy_check.check_output(self, self.ctx.policy)
+
+    def _run_node(self, node: NodeConfig) -> None:
+        works = self.pending.pop(node.id, [])
+        if isinstance(node, AggregationNode):
+            aggregation.run(self, node, works)  # even without arrivals: timeouts may fire
+        elif not works:
+            return
+        elif isinstance(node, TransformNode):
+            self._transform(node, works)
+        elif isinstance(node, GateNode):
+            self._gate(node, works)
+        elif isinstance(node, CoalesceNode):
+            coalesce.run(self, node, works)
 
     def _transform(self, node: TransformNode, works: list[Work]) -> None:
         plugin = self.ctx.plugins.transforms[node.id]

@@ -23,6 +23,7 @@ from governance_pipeline.contracts.events import make_event
 from governance_pipeline.contracts.records import Run
 from governance_pipeline.engine.config import load_pipeline
 from governance_pipeline.engine.context import RunContext
+from governance_pipeline.engine.policy_hook import PolicyHook
 from governance_pipeline.engine.runner import Runner, config_hash
 from governance_pipeline.landscape.queries import get_run
 from governance_pipeline.landscape.recorder import Recorder
@@ -104,7 +105,8 @@ def sweep_abandoned(landscape: Landscape, *, stale_after_s: float = DEFAULT_STAL
 
 
 def resume(landscape: Landscape, run_id: str, *, clock: Clock | None = None,
-           stale_after_s: float = DEFAULT_STALE_AFTER_S) -> Runner:
+           stale_after_s: float = DEFAULT_STALE_AFTER_S,
+           policy: PolicyHook | None = None) -> Runner:
     """Prepare ``run_id`` to continue: checks, resume marker, and a runner for the rest."""
     run = get_run(landscape, run_id)
     if run.status is RunStatus.RUNNING:
@@ -128,7 +130,7 @@ def resume(landscape: Landscape, run_id: str, *, clock: Clock | None = None,
             code=PIPELINE_CHANGED,
             details={"stored_hash": run.config_hash, "current_hash": config_hash(config)})
     ctx = RunContext.build(run_id, config, path.parent, clock or landscape.clock,
-                           run.policy_snapshot_id)
+                           run.policy_snapshot_id, policy=policy)
     _record_resume(landscape, run)
     return Runner(landscape, ctx)
 

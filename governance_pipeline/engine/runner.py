@@ -29,7 +29,12 @@ from governance_pipeline.contracts.enums import (
     RunStatus,
     TerminationReason,
 )
-from governance_pipeline.contracts.errors import ExitCode, GovernanceError, register
+from governance_pipeline.contracts.errors import (
+    ExitCode,
+    GovernanceError,
+    PolicyStopError,
+    register,
+)
 from governance_pipeline.contracts.events import make_event
 from governance_pipeline.contracts.hashing import stable_hash
 from governance_pipeline.contracts.ids import new_id
@@ -41,6 +46,9 @@ from governance_pipeline.engine.context import RunContext
 from governance_pipeline.engine.faults import crash_point
 from governance_pipeline.engine.graph import SOURCE_NODE_ID, Graph
 from governance_pipeline.engine.plugin_api import SourceRecord
+from governance_pipeline.engine.policy_check import POLICY_STOPPED
+from governance_pipeline.engine.policy_hook import PolicyHook
+from governance_pipeline.engine.policy_stop import publish_stopped_output, record_stop
 from governance_pipeline.engine.processor import ChunkProcessor
 from governance_pipeline.engine.sink_stage import write_sinks
 from governance_pipeline.engine.trail import Trail, dumps
@@ -151,14 +159,17 @@ class Runner:
         self.run_id = ctx.run_id
         self.worker = worker_identity()
         self.on_chunk: Callable[[int, dict[str, int]], None] | None = None
+        if ctx.policy is not None:
+            ctx.policy.restore(self._checkpointed_policy_states())
 
     # -- starting ------------------------------------------------------------------------------
     @classmethod
     def start(cls, landscape: Landscape, config: PipelineConfig, *, base_dir: Path,
               pipeline_path: Path | None = None, clock: Clock | None = None,
-              run_id: str | None = None) -> Runner:
+              run_id: str | None = None, policy: PolicyHook | None = None) -> Runner:
+        """Record a new run; ``policy`` is the run's policy snapshot, already stored."""
         run_id = run_id or new_id("run_")
-        ctx = RunContext.build(run_id, config, base_dir, clock or landscape.clock)
+        ctx = RunContext.build(run_id, config, base_dir, clock or landscape.clock, policy=policy)
         for sink in ctx.plugins.sinks.values():
             sink.discard_parts()  # a new run never inherits parts of an abandoned attempt
         recorder = Recorder(landscape)
@@ -168,6 +179,7 @@ class Runner:
                                     "config_hash": config_hash(config)}, timestamp=now)
         recorder.begin_run(pipeline_name=config.name, tenant_id=config.tenant,
                            config=config.canonical(), run_id=run_id,
+                           policy_snapshot_id=ctx.policy_snapshot_id,
                            pipeline_path=str(pipeline_path) if pipeline_path else None,
                            worker=worker_identity(),
                            records=[*_graph_records(run_id, ctx.graph, now), event])
@@ -179,8 +191,48 @@ class Runner:
             return set(conn.execute(select(checkpoints.c.chunk_index)
                                     .where(checkpoints.c.run_id == self.run_id)).scalars())
 
+    def _checkpointed_policy_states(self) -> list[dict[str, Any]]:
+        with self.landscape.engine.connect() as conn:
+            states = conn.execute(select(checkpoints.c.state_json)
+                                  .where(checkpoints.c.run_id == self.run_id)).scalars()
+            return [orjson.loads(s).get("policy") or {} for s in states]
+
     def process_chunk(self, chunk_index: int, records: list[SourceRecord]) -> dict[str, int]:
-        """Process, write sinks durably, then record the chunk and its checkpoint in one commit."""
+        """Process, write sinks durably, then record the chunk and its checkpoint in one commit.
+
+        If an enforced policy blocks a row, the same commit records the stop (inflection point,
+        incident, the run closed as failed_policy); the rows before the inflection point are
+        then published and ``PolicyStopError`` raised.
+        """
+        hook = self.ctx.policy
+        if hook is not None:
+            hook.begin_chunk()
+        try:
+            proc = self._process(chunk_index, records)
+        except BaseException:
+            if hook is not None:
+                hook.rollback_chunk()  # the chunk left no trace; neither may its counters
+            raise
+        self.recorder.heartbeat(self.run_id, self.worker)
+        if self.on_chunk is not None:
+            self.on_chunk(chunk_index, dict(proc.counts))
+        if proc.stop is not None:
+            publish_stopped_output(self)
+            raise PolicyStopError(
+                f"run {self.run_id} stopped by enforced policy {proc.stop.block.policy_id} "
+                f"(rule {proc.stop.block.rule_id}) at row {proc.stop.row_index}, node "
+                f"{proc.stop.node_id}: {proc.stop.block.reason}", code=POLICY_STOPPED,
+                details={"run_id": self.run_id, "row_index": proc.stop.row_index,
+                         "node_id": proc.stop.node_id, "policy_id": proc.stop.block.policy_id,
+                         "rule_id": proc.stop.block.rule_id,
+                         "decision_id": proc.stop.block.decision_id})
+        if proc.failures:
+            raise SinkWriteError("; ".join(f"sink {f.sink}: {f.reason}" for f in proc.failures),
+                                 details={"sinks": [f.sink for f in proc.failures],
+                                          "chunk": chunk_index})
+        return dict(proc.counts)
+
+    def _process(self, chunk_index: int, records: list[SourceRecord]) -> ChunkProcessor:
         uow = UnitOfWork(self.run_id, self.recorder.now())
         proc = ChunkProcessor(Trail(self.ctx, uow), chunk_index)
         if chunk_index == FINAL_CHUNK:
@@ -189,23 +241,22 @@ class Runner:
         proc.admit(records)
         proc.run_nodes()
         crash_point("chunk.processed")
-        parts, failures = write_sinks(proc)
+        parts, proc.failures = write_sinks(proc)
         rows = [records[0].index, records[-1].index] if records else None
+        state: dict[str, Any] = {"parts": parts, "rows": rows, "counts": dict(proc.counts)}
+        if self.ctx.policy is not None:
+            state["policy"] = self.ctx.policy.chunk_state()
         uow.add(Checkpoint(ids.checkpoint_id(self.run_id, chunk_index), self.run_id, chunk_index,
                            chunk_index, CHECKPOINT_FORMAT, config_hash(self.ctx.config),
-                           dumps({"parts": parts, "rows": rows, "counts": dict(proc.counts)}),
-                           uow.now))
+                           dumps(state), uow.now))
+        # A run another step stopped (an enforced policy, a failure) takes no further chunks.
+        uow.guard("runs", {"run_id": self.run_id}, {"status": RunStatus.RUNNING})
+        if proc.stop is not None:
+            record_stop(self, uow, proc)
         crash_point("chunk.before_commit")
-        self.recorder.commit(uow)
+        self.recorder.commit(uow, seal=proc.stop is not None)
         crash_point("chunk.committed")
-        self.recorder.heartbeat(self.run_id, self.worker)
-        if self.on_chunk is not None:
-            self.on_chunk(chunk_index, dict(proc.counts))
-        if failures:
-            raise SinkWriteError("; ".join(f"sink {f.sink}: {f.reason}" for f in failures),
-                                 details={"sinks": [f.sink for f in failures],
-                                          "chunk": chunk_index})
-        return dict(proc.counts)
+        return proc
 
     def run_chunks(self) -> None:
         """Direct (in-process) execution: stream the source and process each unfinished chunk."""
@@ -223,25 +274,33 @@ class Runner:
     # -- finishing ------------------------------------------------------------------------------
     def finalize(self) -> RunResult:
         """Promote every sink's parts, record the artifacts, close and seal the run."""
+        with self.recorder.unit(self.run_id, seal=True) as uow:
+            self.promote_sinks(uow)
+            crash_point("run.before_close")
+            self.close_in(uow, RunStatus.COMPLETED, TerminationReason.COMPLETED)
+        return self.result()
+
+    def promote_sinks(self, uow: UnitOfWork) -> list[Artifact]:
+        """Each sink's checkpointed parts, in chunk order, promoted to its artifact (recorded)."""
         with self.landscape.engine.connect() as conn:
             states = conn.execute(select(checkpoints.c.chunk_index, checkpoints.c.state_json)
                                   .where(checkpoints.c.run_id == self.run_id)).all()
         ordered = sorted(states, key=lambda r: (r.chunk_index == FINAL_CHUNK, r.chunk_index))
-        with self.recorder.unit(self.run_id, seal=True) as uow:
-            for name, sink in self.ctx.plugins.sinks.items():
-                keys = [orjson.loads(s.state_json)["parts"].get(name) for s in ordered]
-                result = sink.finalize([k for k in keys if k])
-                crash_point("sink.finalized")
-                position = self.ctx.graph.positions[name]
-                uow.add(Artifact(f"{self.run_id}.a{position:02d}", self.run_id, name, None,
-                                 result.artifact_type, result.path_or_uri, result.content_hash,
-                                 result.size_bytes, result.row_count, f"{self.run_id}:{name}",
-                                 uow.now))
-            crash_point("run.before_close")
-            self._close(uow, RunStatus.COMPLETED, TerminationReason.COMPLETED)
-        return self.result()
+        promoted: list[Artifact] = []
+        for name, sink in self.ctx.plugins.sinks.items():
+            keys = [orjson.loads(s.state_json)["parts"].get(name) for s in ordered]
+            result = sink.finalize([k for k in keys if k])
+            crash_point("sink.finalized")
+            position = self.ctx.graph.positions[name]
+            artifact = Artifact(f"{self.run_id}.a{position:02d}", self.run_id, name, None,
+                                result.artifact_type, result.path_or_uri, result.content_hash,
+                                result.size_bytes, result.row_count, f"{self.run_id}:{name}",
+                                uow.now)
+            uow.add(artifact)
+            promoted.append(artifact)
+        return promoted
 
-    def _close(self, uow: UnitOfWork, status: RunStatus, reason: TerminationReason,
+    def close_in(self, uow: UnitOfWork, status: RunStatus, reason: TerminationReason,
                error: dict[str, Any] | None = None) -> None:
         uow.update("runs", {"run_id": self.run_id},
                    {"status": status, "termination_reason": reason, "ended_at": uow.now})
@@ -252,13 +311,15 @@ class Runner:
 
     def fail(self, status: RunStatus, reason: TerminationReason, error: dict[str, Any]) -> None:
         with self.recorder.unit(self.run_id, seal=True) as uow:
-            self._close(uow, status, reason, error)
+            self.close_in(uow, status, reason, error)
 
     def execute(self) -> RunResult:
         """Run every unfinished step in this process; a failure closes the run as failed."""
         try:
             self.run_chunks()
             return self.finalize()
+        except PolicyStopError:
+            raise  # already recorded, with the run closed as failed_policy
         except GovernanceError as exc:
             self._fail_safely(exc.problem())
             raise

@@ -60,13 +60,20 @@ def sink_order(proc: ChunkProcessor) -> list[str]:
 
 
 def write_sinks(proc: ChunkProcessor) -> tuple[dict[str, str | None], list[SinkFailure]]:
-    """Write every sink's part; returns ({sink: part key or None if failed}, failures)."""
+    """Write every sink's part; returns ({sink: part key or None if failed}, failures).
+
+    Rows a sink refuses are diverted first, then the output-boundary policies see every row
+    bound for every sink, and only then does any sink write: a policy stop found at the last
+    sink still keeps the rows after the inflection point out of the first.
+    """
+    order = sink_order(proc)
+    for name in order:  # in order: a sink's rejects join its divert sink's list before it is seen
+        proc.to_sink[name] = _screen(proc, name, proc.to_sink.pop(name, []))
+    proc.check_output()
     parts: dict[str, str | None] = {}
     failures: list[SinkFailure] = []
-    for name in sink_order(proc):
-        works = proc.to_sink.pop(name, [])
-        accepted = _screen(proc, name, works)
-        failure = _write(proc, name, accepted)
+    for name in order:
+        failure = _write(proc, name, proc.to_sink.pop(name, []))
         parts[name] = None if failure else ids.part_key(proc.chunk_index)
         if failure:
             failures.append(failure)
@@ -122,6 +129,7 @@ def _write(proc: ChunkProcessor, name: str, works: list[Work]) -> SinkFailure | 
     trail.uow.add(Operation(op_id, trail.run_id, name, OperationType.SINK_WRITE,
                             OperationStatus.COMPLETED, part, dumps(output), None, duration,
                             trail.now, trail.now))
+    proc.written[name] += len(works)
     per_row = duration / len(works) if works else 0.0
     for work in works:
         trail.state(work, name, NodeStateStatus.COMPLETED, output_hash=work.row_hash,

@@ -66,6 +66,10 @@ class Trail:
         self.now = uow.now
         self.snapshot = ctx.policy_snapshot_id
         self._token_counter: dict[str, int] = {}
+        #: token → (node, state) of its latest node state, and state → (calls, cost): what a
+        #: policy evaluated at that node sees of the token.
+        self.last_state: dict[str, tuple[str, str]] = {}
+        self.call_stats: dict[str, tuple[int, float]] = {}
 
     # -- identities ----------------------------------------------------------------------------
     def new_row(self, index: int, payload_hash: str) -> str:
@@ -106,6 +110,7 @@ class Trail:
             output_hash, None, context_json,
             dumps(error) if error is not None else None, duration_ms, self.snapshot, self.now,
             self.now if closed else None))
+        self.last_state[work.token_id] = (node_id, sid)
         return sid
 
     def outcome(self, token_id: str, outcome: Outcome, *, sink: str | None = None,
@@ -119,6 +124,8 @@ class Trail:
             dumps(context) if context else None, self.now))
 
     def calls(self, state: str, calls: list[CallRecord]) -> None:
+        if calls:
+            self.call_stats[state] = (len(calls), sum(c.cost or 0.0 for c in calls))
         for i, call in enumerate(calls):
             ok = call.error is None
             self.uow.add(Call(

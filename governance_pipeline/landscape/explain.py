@@ -15,7 +15,9 @@ from sqlalchemy import Connection, or_, select
 from governance_pipeline.contracts.errors import NotFoundError
 from governance_pipeline.contracts.records import (
     Call,
+    InflectionPoint,
     NodeState,
+    PolicyDecision,
     RoutingEvent,
     SourceRow,
     Token,
@@ -28,7 +30,9 @@ from governance_pipeline.landscape.schema import (
     batches,
     calls,
     edges,
+    inflection_points,
     node_states,
+    policy_decisions,
     routing_events,
     rows,
     token_outcomes,
@@ -77,6 +81,7 @@ class TokenView:
     outcomes: list[TokenOutcome]
     errors: list[Any] = field(default_factory=list)
     batch_outputs: list[str] = field(default_factory=list)
+    decisions: list[PolicyDecision] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         t = self.token
@@ -87,7 +92,23 @@ class TokenView:
                               "sink": o.sink_name, "batch_id": o.batch_id,
                               "error_hash": o.error_hash, "context": _json(o.context_json),
                               "recorded_at": o.recorded_at} for o in self.outcomes],
-                "errors": self.errors, "batch_outputs": self.batch_outputs}
+                "errors": self.errors, "batch_outputs": self.batch_outputs,
+                "policy_decisions": [decision_view(d) for d in self.decisions]}
+
+
+def decision_view(d: PolicyDecision) -> dict[str, Any]:
+    return {"decision_id": d.decision_id, "node_id": d.node_id, "step": d.step_index,
+            "policy_id": d.policy_id, "rule_id": d.rule_id, "kind": d.rule_kind,
+            "severity": d.severity.value, "mode": d.mode.value, "result": d.result.value,
+            "would_block": d.would_block, "blocked": d.blocks, "snapshot_id": d.snapshot_id,
+            "snapshot_hash": d.snapshot_hash, "detail": _json(d.detail_json)}
+
+
+def inflection_view(p: InflectionPoint) -> dict[str, Any]:
+    return {"inflection_id": p.inflection_id, "token_id": p.token_id, "row_index": p.row_index,
+            "node_id": p.node_id, "step": p.step_index, "decision_id": p.decision_id,
+            "snapshot_id": p.snapshot_id, "policy_id": p.policy_id, "rule_id": p.rule_id,
+            "reason": p.reason, "occurred_at": p.occurred_at}
 
 
 @dataclass(frozen=True)
@@ -98,6 +119,7 @@ class Explanation:
     validation_errors: list[ValidationErrorRecord]
     tokens: list[TokenView]
     focus_token: str | None = None
+    inflection: InflectionPoint | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "row_index": self.row.row_index,
@@ -107,6 +129,7 @@ class Explanation:
                                        "destination": v.destination}
                                       for v in self.validation_errors],
                 "focus_token": self.focus_token,
+                "inflection_point": inflection_view(self.inflection) if self.inflection else None,
                 "tokens": [t.as_dict() for t in self.tokens]}
 
 
@@ -155,6 +178,9 @@ def _token_views(conn: Connection, run_id: str, row_id: str,
     outcomes = [TokenOutcome.from_row(r) for r in conn.execute(
         select(token_outcomes).where(token_outcomes.c.token_id.in_(ids))
         .order_by(token_outcomes.c.is_terminal, token_outcomes.c.outcome_id)).mappings()]
+    decisions = [PolicyDecision.from_row(r) for r in conn.execute(
+        select(policy_decisions).where(policy_decisions.c.token_id.in_(ids))
+        .order_by(policy_decisions.c.step_index, policy_decisions.c.decision_id)).mappings()]
     batch_ids = {o.batch_id for o in outcomes if o.batch_id and o.is_terminal}
     outputs_of: dict[str, list[str]] = {}
     if batch_ids:
@@ -182,7 +208,8 @@ def _token_views(conn: Connection, run_id: str, row_id: str,
                     for t in outputs_of.get(o.batch_id, [])]
         views.append(TokenView(
             tok, [p for c, p in links if c == tok.token_id],
-            [c for c, p in links if p == tok.token_id], tstates, touts, errors, produced))
+            [c for c, p in links if p == tok.token_id], tstates, touts, errors, produced,
+            [d for d in decisions if d.token_id == tok.token_id]))
     return views
 
 
@@ -205,5 +232,9 @@ def explain(source: Source, run_id: str, *, row_index: int | None = None,
             select(validation_errors).where(validation_errors.c.run_id == run_id,
                                             validation_errors.c.row_index == row.row_index)
         ).mappings()]
+        point = conn.execute(select(inflection_points).where(
+            inflection_points.c.run_id == run_id,
+            inflection_points.c.row_index == row.row_index)).mappings().first()
         return Explanation(run_id, row, _payload_view(conn, row.source_data_hash), verrors,
-                           _token_views(conn, run_id, row.row_id, token_id), token_id)
+                           _token_views(conn, run_id, row.row_id, token_id), token_id,
+                           InflectionPoint.from_row(point) if point else None)

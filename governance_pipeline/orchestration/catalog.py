@@ -40,6 +40,7 @@ from governance_pipeline.contracts.errors import GovernanceError
 from governance_pipeline.contracts.settings import Settings
 from governance_pipeline.engine.config import PipelineConfig, load_pipeline
 from governance_pipeline.engine.context import RunContext
+from governance_pipeline.governance.policy.runtime import preview_policy
 from governance_pipeline.orchestration.jobs import build_pipeline_job, job_name
 from governance_pipeline.orchestration.resources import LandscapeResource, pipeline_env
 from governance_pipeline.orchestration.sensors import SENSORS
@@ -73,7 +74,8 @@ def validate_file(path: Path, env: Mapping[str, str]) -> tuple[PipelineConfig | 
     """Load and fully validate one pipeline (schema, wiring, plugins, options, expressions)."""
     try:
         config = load_pipeline(path, env=env)
-        RunContext.build("validate", config, path.parent, SYSTEM_CLOCK)
+        RunContext.build("validate", config, path.parent, SYSTEM_CLOCK,
+                         policy=preview_policy(config, path.parent, env=env))
     except GovernanceError as exc:
         return None, f"{exc.code.code}: {exc.message}"
     except OSError as exc:

@@ -12,6 +12,7 @@ local instance, in this process or in step subprocesses.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -52,12 +53,19 @@ def job_name(config: PipelineConfig) -> str:
 def build_pipeline_job(path: Path, config: PipelineConfig, *,
                        landscape: LandscapeResource | None = None) -> JobDefinition:
     """The job that runs the pipeline at ``path`` (already validated as ``config``)."""
+    from governance_pipeline.governance.ir.dag import job_manifest
+    from governance_pipeline.governance.ir.model import ir_hash
+
     path = path.resolve()
+    manifest = job_manifest(config)
     return pipeline_run.to_job(
         name=job_name(config),
         description=config.description or f"Pipeline {config.name} ({path.name})",
         resource_defs={"landscape": landscape or LandscapeResource(),
-                       "pipeline": PipelineFile(path=str(path))},
+                       "pipeline": PipelineFile(path=str(path),
+                                                ir_manifest=json.dumps(manifest, sort_keys=True))},
+        metadata={"ir_hash": ir_hash(config), "tenant": config.tenant,
+                  "pipeline_path": str(path)},
         executor_def=executor,
         config={"execution": {"config": {"in_process": {}}}},
         tags={TAG_PIPELINE: config.name, TAG_PIPELINE_PATH: str(path),

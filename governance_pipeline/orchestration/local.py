@@ -62,14 +62,18 @@ class JobRun:
 
 def run_config(*, resume_run_id: str | None = None, executor: str = "in_process",
                max_concurrent: int | None = None, log_level: str = "INFO",
-               chunks_per_step: int = 0) -> dict[str, Any]:
+               chunks_per_step: int = 0, policy_mode: str | None = None,
+               approval_token: str | None = None, actor: str | None = None) -> dict[str, Any]:
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {EXECUTORS}")
     executor_config: dict[str, Any] = {}
     if executor == "multiprocess" and max_concurrent:
         executor_config["max_concurrent"] = max_concurrent
     return {"ops": {"open_run": {"config": {"resume_run_id": resume_run_id,
-                                            "chunks_per_step": chunks_per_step}}},
+                                            "chunks_per_step": chunks_per_step,
+                                            "policy_mode": policy_mode,
+                                            "approval_token": approval_token,
+                                            "actor": actor}}},
             "execution": {"config": {executor: executor_config}},
             "loggers": {"console": {"config": {"log_level": log_level}}}}
 

@@ -36,15 +36,22 @@ from dagster import (
 from pydantic import Field
 
 from governance_pipeline.contracts.enums import RunStatus
-from governance_pipeline.contracts.errors import SWEEP_FINDINGS, ConfigError, GovernanceError
+from governance_pipeline.contracts.errors import (
+    SWEEP_FINDINGS,
+    ConfigError,
+    GovernanceError,
+    PolicyStopError,
+)
+from governance_pipeline.contracts.ids import new_id
 from governance_pipeline.engine.config import PipelineConfig, load_pipeline
 from governance_pipeline.engine.context import RunContext
 from governance_pipeline.engine.resume import PIPELINE_CHANGED, RUN_NOT_RESUMABLE
 from governance_pipeline.engine.runner import FINAL_CHUNK, Runner, config_hash, iter_chunks
+from governance_pipeline.governance.policy.runtime import policy_for_new_run, policy_for_run
 from governance_pipeline.landscape.queries import get_run
 from governance_pipeline.landscape.store import Landscape
 from governance_pipeline.landscape.sweep import sweep
-from governance_pipeline.orchestration import lifecycle
+from governance_pipeline.orchestration import lifecycle, preflight
 from governance_pipeline.orchestration.resources import LandscapeResource
 from governance_pipeline.orchestration.staging import (
     ChunkGroup,
@@ -65,6 +72,10 @@ class PipelineFile(ConfigurableResource):  # type: ignore[misc]
     """The pipeline YAML a job runs; bound per job by the job factory."""
 
     path: str = Field(description="Absolute path of the pipeline YAML.")
+    ir_manifest: str = Field(
+        default="", description="JSON of the IR (ir_hash and per-step hashes) this job was "
+                                "built from when the code location loaded; a run whose "
+                                "pipeline file no longer matches it is refused (GP-IR-002).")
 
 
 class PipelineRunConfig(Config):  # type: ignore[misc]
@@ -81,6 +92,17 @@ class PipelineRunConfig(Config):  # type: ignore[misc]
         default=0, ge=0, description="Chunks each process_chunks step handles; 0 chooses so a "
                                      f"run has at most {MAX_CHUNK_STEPS} chunk steps. Any value "
                                      "gives the same audit trail and outputs.")
+    approval_token: str | None = Field(
+        default=None, description="Approval token for a pipeline of risk tier 2 or more "
+                                  "(`governance-pipeline approvals request`); consumed when the "
+                                  "run starts: single use.")
+    actor: str | None = Field(default=None, description="Who starts the run (recorded with the "
+                                                        "approval it consumes).")
+    policy_mode: str | None = Field(
+        default=None, description="Mode of the policies that do not state their own, for a new "
+                                  "run (off, advisory, enforced); unset: GOVERNANCE_POLICY_MODE "
+                                  "or advisory. The kill switch still caps enforced. Recorded in "
+                                  "the run's policy snapshot; a resume keeps the snapshot's.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +146,8 @@ def _attached_runner(context: OpExecutionContext, ls: Landscape, opened: OpenedR
                          f"(resume #{attachment.run.resume_count})")
         _tag(context, opened.run_id, path, config)
     ctx = RunContext.build(opened.run_id, config, path.parent, ls.clock,
-                           attachment.run.policy_snapshot_id)
+                           attachment.run.policy_snapshot_id,
+                           policy=policy_for_run(ls, attachment.run, config))
     runner = Runner(ls, ctx)
     runner.worker = worker
     return runner
@@ -150,6 +173,9 @@ def _recording_failures(context: OpExecutionContext, ls: Landscape | None,
     """Record a step's failure in the Landscape run, then fail the step with the error's code."""
     try:
         yield
+    except PolicyStopError as exc:  # recorded with the stop itself: the run is failed_policy
+        raise Failure(description=f"{exc.code.code}: {exc.message}",
+                      metadata=problem_metadata(exc, run_id), allow_retries=False) from exc
     except GovernanceError as exc:
         _record(context, ls, run_id, exc.problem())
         raise Failure(description=f"{exc.code.code}: {exc.message}",
@@ -186,15 +212,23 @@ def open_run(context: OpExecutionContext, config: PipelineRunConfig,
     with _recording_failures(context, None, None):  # nothing to record in before a run exists
         path, pipeline_config = _load(pipeline, landscape)
         ls = landscape.landscape()
-        # Hooks for later stages go here: the policy snapshot and the approval gate decide
-        # before any record of the run exists.
         if run_id is None:
-            runner = Runner.start(ls, pipeline_config, base_dir=path.parent, pipeline_path=path)
-            run_id = runner.run_id
+            run_id = new_id("run_")
+            preflight.clear_to_start(ls, pipeline_config, path, run_id=run_id,
+                                     manifest=pipeline.ir_manifest or None,
+                                     approval_token=config.approval_token,
+                                     actor=config.actor or f"dagster:{context.run_id}")
+            # The policies in force now, stored before the run is: the run names its snapshot.
+            policy = policy_for_new_run(ls, pipeline_config, path.parent, run_id,
+                                        mode_override=config.policy_mode)
+            Runner.start(ls, pipeline_config, base_dir=path.parent, pipeline_path=path,
+                         run_id=run_id, policy=policy)
             lifecycle.link_dagster_run(ls, run_id, context.run_id,
                                        lifecycle.run_worker_identity())
         else:
             _check_resumable(ls, run_id, path)
+            # A resume runs under the stored snapshot, verified, never the policy files of now.
+            policy_for_run(ls, get_run(ls, run_id), pipeline_config)
             lifecycle.attach(ls, run_id, dagster_run_id=context.run_id,
                              worker=lifecycle.run_worker_identity(),
                              config_hash=config_hash(pipeline_config),
@@ -216,6 +250,10 @@ def _check_resumable(ls: Landscape, run_id: str, path: Path) -> None:
         raise ConfigError(f"run {run_id} ran {run.pipeline_path}, not this job's {path}: resume "
                           "it with the job of its own pipeline", code=PIPELINE_CHANGED,
                           details={"run_pipeline": run.pipeline_path, "job_pipeline": str(path)})
+    if run.status is RunStatus.FAILED_POLICY:
+        raise ConfigError(f"run {run_id} was stopped by an enforced policy; it is not resumed: "
+                          "`governance-pipeline incidents` shows why — start a new run once it "
+                          "is dealt with", code=RUN_NOT_RESUMABLE, details={"status": "failed_policy"})
     if run.status is RunStatus.COMPLETED or run.status is RunStatus.CANCELLED:
         raise ConfigError(f"run {run_id} is {run.status.value}; it cannot be resumed",
                           code=RUN_NOT_RESUMABLE, details={"status": run.status.value})
@@ -267,12 +305,20 @@ def process_chunks(context: OpExecutionContext, opened: OpenedRun, group: ChunkG
             if staged.index in done:
                 context.log.info(f"chunk {staged.index} already checkpointed: skipped")
                 continue
+            if _stopped_by_policy(ls, opened.run_id):
+                context.log.warning(f"run {opened.run_id} was stopped by an enforced policy: "
+                                    f"chunk {staged.index} not processed")
+                break
             _add(counts, runner.process_chunk(staged.index, load_chunk(staged)))
             processed.append(staged.index)
     skipped = tuple(c.index for c in group.chunks if c.index not in processed)
     context.add_output_metadata({"chunks_processed": len(processed),
                                  "chunks_skipped": len(skipped), **_counts_metadata(counts)})
     return ChunkReport(tuple(processed), skipped, counts)
+
+
+def _stopped_by_policy(ls: Landscape, run_id: str) -> bool:
+    return get_run(ls, run_id).status is RunStatus.FAILED_POLICY
 
 
 def _progress(context: OpExecutionContext, run_id: str) -> Any:

@@ -1,0 +1,96 @@
+"""What every compiled rule is: its identity, what it sees (``Subject``), what it says
+(``RuleVerdict``), and the one method the engine calls (``evaluate``)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from governance_pipeline.contracts.enums import Severity
+
+if TYPE_CHECKING:
+    from governance_pipeline.governance.policy.counters import Counters
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """What a rule sees of one token at one node."""
+
+    token_id: str
+    row_index: int
+    row: Mapping[str, Any]
+    calls: int = 0             # external calls the token's node state made
+    call_cost: float = 0.0     # their summed cost
+
+
+@dataclass(frozen=True, slots=True)
+class RuleVerdict:
+    """Pass, or fail with a JSON-safe detail saying what failed and where. A detail never holds a
+    matched sensitive value: detectors hand over redacted forms only."""
+
+    passed: bool
+    detail: dict[str, Any] | None
+
+    def __post_init__(self) -> None:
+        if not self.passed and not self.detail:
+            raise ValueError("a failing verdict must say what failed (detail)")
+
+
+PASS = RuleVerdict(True, None)
+
+#: Integers exactly representable as doubles: beyond them canonical JSON (RFC 8785) refuses.
+SAFE_INT = 2**53
+
+
+def json_number(value: Any) -> int | float | str:
+    """A number as a detail may hold it: safe integers and finite floats as they are, anything
+    else (huge integers, decimals, infinities) as text, so a detail always canonicalises."""
+    if type(value) is int and -SAFE_INT <= value <= SAFE_INT:
+        return value
+    if type(value) is float and math.isfinite(value):
+        return value
+    return str(value)
+
+
+def fail(**detail: Any) -> RuleVerdict:
+    return RuleVerdict(False, detail)
+
+
+class CompiledRule(Protocol):
+    policy_id: str
+    rule_id: str
+    kind: str
+    severity: Severity
+    blocks: bool
+    fix: str
+
+    def evaluate(self, subjects: Sequence[Subject], counters: Counters,
+                 now: float) -> list[RuleVerdict]:
+        """One verdict per subject, in order; ``now`` is the injected clock in epoch seconds."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RuleHead:
+    """The identity every compiled rule carries into its decisions."""
+
+    policy_id: str
+    rule_id: str
+    kind: str
+    severity: Severity
+    blocks: bool
+    fix: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RowRule(RuleHead):
+    """A rule that judges each row on its own: no counters, no clock."""
+
+    def check(self, row: Mapping[str, Any]) -> RuleVerdict:
+        raise NotImplementedError
+
+    def evaluate(self, subjects: Sequence[Subject], counters: Counters,
+                 now: float) -> list[RuleVerdict]:
+        return [self.check(subject.row) for subject in subjects]
