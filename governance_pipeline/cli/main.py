@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import click
 from sqlalchemy import Engine
 
 from governance_pipeline.cli.access import database_errors, open_landscape, redact
+from governance_pipeline.cli.approval_commands import approvals_group
+from governance_pipeline.cli.bundle_commands import verify_bundle_cmd
 from governance_pipeline.cli.demo import MIN_ROWS
+from governance_pipeline.cli.event_commands import events_group
+from governance_pipeline.cli.incident_commands import incidents_cmd
 from governance_pipeline.cli.pipeline_commands import COMMANDS as PIPELINE_COMMANDS
 from governance_pipeline.cli.output import (
     CliState,
@@ -221,6 +225,10 @@ def keys_public(state: CliState, out: Path | None) -> int:
 # --- entry point ----------------------------------------------------------------------------------
 for _command in PIPELINE_COMMANDS:
     cli.add_command(_command)
+cli.add_command(approvals_group)
+cli.add_command(events_group)
+cli.add_command(incidents_cmd)
+cli.add_command(verify_bundle_cmd)
 
 
 def run_cli(argv: list[str]) -> int:
