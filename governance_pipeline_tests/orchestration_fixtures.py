@@ -74,6 +74,7 @@ class Home:
         """The shipped example pipelines and their data, side by side as in the repository."""
         shutil.copytree(EXAMPLES / "pipelines", self.pipelines)
         shutil.copytree(EXAMPLES / "data", self.root / "data")
+        shutil.copytree(EXAMPLES / "policies", self.root / "policies")
         return self.pipelines
 
     def triage(self, name: str = "claims_triage.yaml", **knobs: Any) -> Path:

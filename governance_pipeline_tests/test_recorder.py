@@ -632,3 +632,49 @@ def test_rows_manifest_equals_record_key_and_record_hash(cells: list[tuple]) -> 
         expected = [(name, ledger.record_key(spec, dict(zip(columns, r))),
                      ledger.record_hash(spec, dict(zip(columns, r)))) for r in rows]
         assert ledger.rows_manifest(spec, columns)(rows) == expected
+
+
+# --- compare-and-set: update(expect=...) and guard(...) ---------------------------------------
+def test_a_guarded_update_applies_only_while_the_record_holds_what_was_read(
+        recorder: Recorder, landscape: Landscape) -> None:
+    from governance_pipeline.contracts.enums import RunStatus as Status
+    from governance_pipeline.contracts.errors import StaleStateError
+
+    run_id = start_run(recorder)
+    before = entries(landscape, run_id)
+    with recorder.unit(run_id) as uow:
+        uow.update("runs", {"run_id": run_id}, {"status": Status.FAILED, "ended_at": uow.now},
+                   expect={"status": Status.RUNNING})
+    assert entries(landscape, run_id) == before + 1
+    # A second process that read "running" earlier loses: nothing of its unit is kept.
+    with pytest.raises(StaleStateError):
+        with recorder.unit(run_id) as uow:
+            add_row(uow, run_id, 7)
+            uow.update("runs", {"run_id": run_id}, {"status": Status.INTERRUPTED},
+                       expect={"status": Status.RUNNING})
+    with landscape.engine.connect() as conn:
+        assert conn.execute(select(runs.c.status).where(runs.c.run_id == run_id)).scalar() \
+            == "failed"
+    assert count(landscape, rows, rows.c.run_id == run_id) == 0
+    assert entries(landscape, run_id) == before + 1
+
+
+def test_a_guard_with_not_refuses_the_excluded_state_and_accepts_others(
+        recorder: Recorder, landscape: Landscape) -> None:
+    from governance_pipeline.contracts.enums import RunStatus as Status
+    from governance_pipeline.contracts.errors import StaleStateError
+    from governance_pipeline.landscape.recorder import Not
+
+    run_id = start_run(recorder)
+    with recorder.unit(run_id) as uow:  # running is not failed_policy: accepted
+        add_row(uow, run_id, 0)
+        uow.guard("runs", {"run_id": run_id}, {"status": Not(Status.FAILED_POLICY)})
+    with recorder.unit(run_id) as uow:
+        uow.update("runs", {"run_id": run_id},
+                   {"status": Status.FAILED_POLICY, "ended_at": uow.now,
+                    "termination_reason": "policy_block"})
+    with pytest.raises(StaleStateError):
+        with recorder.unit(run_id) as uow:
+            add_row(uow, run_id, 1)
+            uow.guard("runs", {"run_id": run_id}, {"status": Not(Status.FAILED_POLICY)})
+    assert count(landscape, rows, rows.c.run_id == run_id) == 1

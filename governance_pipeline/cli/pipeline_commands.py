@@ -159,6 +159,11 @@ def resume_cmd(state: CliState, run_id: str, executor: str) -> int:
     if run.status in (RunStatus.COMPLETED, RunStatus.CANCELLED):
         raise ConfigError(f"run {run_id} is {run.status.value}; it cannot be resumed",
                           code=RUN_NOT_RESUMABLE, details={"status": run.status.value})
+    if run.status is RunStatus.FAILED_POLICY:
+        raise ConfigError(f"run {run_id} was stopped by an enforced policy; it is not resumed: "
+                          "`governance-pipeline incidents --run RUN_ID` shows why; start a new "
+                          "run once that is dealt with", code=RUN_NOT_RESUMABLE,
+                          details={"status": run.status.value})
     if not run.pipeline_path or not Path(run.pipeline_path).is_file():
         raise ConfigError(f"run {run_id}: its pipeline file {run.pipeline_path!r} is missing",
                           code=PIPELINE_CHANGED, details={"run_id": run_id})

@@ -52,7 +52,7 @@ from governance_pipeline.engine.policy_stop import publish_stopped_output, recor
 from governance_pipeline.engine.processor import ChunkProcessor
 from governance_pipeline.engine.sink_stage import write_sinks
 from governance_pipeline.engine.trail import Trail, dumps
-from governance_pipeline.landscape.recorder import Recorder, UnitOfWork
+from governance_pipeline.landscape.recorder import Not, Recorder, UnitOfWork
 from governance_pipeline.landscape.schema import artifacts, checkpoints, runs, token_outcomes
 from governance_pipeline.landscape.store import Landscape
 
@@ -249,8 +249,9 @@ class Runner:
         uow.add(Checkpoint(ids.checkpoint_id(self.run_id, chunk_index), self.run_id, chunk_index,
                            chunk_index, CHECKPOINT_FORMAT, config_hash(self.ctx.config),
                            dumps(state), uow.now))
-        # A run another step stopped (an enforced policy, a failure) takes no further chunks.
-        uow.guard("runs", {"run_id": self.run_id}, {"status": RunStatus.RUNNING})
+        # A run an enforced policy stopped takes no further chunks, whichever step or process
+        # offers them (a step failure does not stop its siblings: re-execution resumes it).
+        uow.guard("runs", {"run_id": self.run_id}, {"status": Not(RunStatus.FAILED_POLICY)})
         if proc.stop is not None:
             record_stop(self, uow, proc)
         crash_point("chunk.before_commit")

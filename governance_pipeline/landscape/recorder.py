@@ -232,8 +232,24 @@ class UnitOfWork:
                 for name, key, values, expect in self._updates]
 
 
+@dataclass(frozen=True, slots=True)
+class Not:
+    """In an ``expect`` mapping: the column must hold anything but ``value``."""
+
+    value: Any
+
+    def __str__(self) -> str:
+        return f"not {self.value}"
+
+
+def _match(column: Any, v: Any) -> Any:
+    if isinstance(v, Not):
+        return column.is_not(None) if v.value is None else column != v.value
+    return column.is_(None) if v is None else column == v
+
+
 def _matches(table: Table, values: Mapping[str, Any]) -> list[Any]:
-    return [table.c[k].is_(None) if v is None else table.c[k] == v for k, v in values.items()]
+    return [_match(table.c[k], v) for k, v in values.items()]
 
 
 def _stale(name: str, key: dict[str, Any], expect: dict[str, Any]) -> StaleStateError:
