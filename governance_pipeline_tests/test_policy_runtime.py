@@ -319,3 +319,21 @@ def test_explain_shows_the_inflection_and_the_decisions_of_a_token(landscape: La
     assert before["inflection_point"] is None
     assert all(d["result"] == "pass" for d in before["tokens"][0]["policy_decisions"]
                if d["rule_id"] != "amount-recorded")
+
+
+@pytest.mark.parametrize("tamper,check", [
+    ("UPDATE policy_decisions SET snapshot_hash = :zeros WHERE decision_id = "
+     "(SELECT MIN(decision_id) FROM policy_decisions WHERE run_id = :run)",
+     "decision_not_under_run_snapshot"),
+    ("DELETE FROM incidents WHERE run_id = :run", "policy_stop_unexplained"),
+    ("UPDATE inflection_points SET decision_id = (SELECT MIN(decision_id) FROM policy_decisions "
+     "WHERE run_id = :run AND would_block = 0) WHERE run_id = :run", "inflection_point_invalid"),
+])
+def test_the_sweep_names_a_broken_governance_record(landscape: Landscape, tmp_path: Path,
+                                                    tamper: str, check: str) -> None:
+    result = execute(landscape, screening(tmp_path))
+    assert sweep(landscape, result.run_id).findings == []  # the untouched twin is clean
+    with landscape.engine.begin() as conn:
+        conn.execute(text(tamper), {"run": result.run_id, "zeros": "0" * 64})
+    found = sweep(landscape, result.run_id).by_check(check)
+    assert len(found) == 1 and found[0].scope == result.run_id

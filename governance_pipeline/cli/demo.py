@@ -40,7 +40,6 @@ from governance_pipeline.contracts.enums import (
 )
 from governance_pipeline.contracts.events import make_event
 from governance_pipeline.contracts.hashing import (
-    CANONICAL_VERSION,
     canonical_json,
     sha256_hex,
     stable_hash,
@@ -56,12 +55,16 @@ from governance_pipeline.contracts.records import (
     Node,
     NodeState,
     Operation,
-    PolicySnapshotRecord,
     RoutingEvent,
     SourceRow,
     Token,
     TokenOutcome,
     ValidationErrorRecord,
+)
+from governance_pipeline.governance.policy.snapshot import (
+    DEFAULT_MODE,
+    SNAPSHOT_FORMAT,
+    store_snapshot,
 )
 from governance_pipeline.landscape.recorder import Recorder, UnitOfWork
 from governance_pipeline.landscape.schema import GLOBAL_SCOPE
@@ -189,15 +192,15 @@ def record_synthetic_run(recorder: Recorder, *, rows: int = 10, pipeline_name: s
 
 
 def _record_global(recorder: Recorder) -> tuple[str, str]:
-    policies = [{"id": "no-pii-export", "mode": "enforce"}]
+    # The synthetic run attaches no policies: its snapshot is the empty set, stored as any run's.
+    content = {"format": SNAPSHOT_FORMAT, "default_mode": DEFAULT_MODE.value,
+               "kill_switch": False, "policies": []}
+    snapshot = store_snapshot(recorder.landscape, TENANT, content)
     with recorder.unit(GLOBAL_SCOPE, seal=True) as uow:
-        snapshot = PolicySnapshotRecord(new_id("pol_"), TENANT, stable_hash(policies),
-                                        CANONICAL_VERSION, canonical_json(policies).decode(),
-                                        len(policies), uow.now)
         event = make_event("policy.snapshot_created", scope=GLOBAL_SCOPE, source="policy",
                            target=snapshot.snapshot_id, tenant_id=TENANT, timestamp=uow.now,
                            payload={"snapshot_id": snapshot.snapshot_id})
-        uow.add_all([snapshot, event])
+        uow.add(event)
     return snapshot.snapshot_id, event.event_id
 
 

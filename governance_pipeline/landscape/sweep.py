@@ -29,6 +29,7 @@ from governance_pipeline.contracts.enums import (
 from governance_pipeline.contracts.errors import Finding, NotFoundError
 from governance_pipeline.landscape import ledger
 from governance_pipeline.landscape.queries import Source, reading, run_exists
+from governance_pipeline.landscape.sweep_governance import GOVERNANCE_CHECKS
 from governance_pipeline.landscape.schema import (
     LEDGERED,
     batches,
@@ -316,6 +317,7 @@ CHECKS: tuple[Check, ...] = (
     call_parent_xor_violation,
     tokens_buffered_in_completed_run,
     batches_unfinished_in_completed_run,
+    *GOVERNANCE_CHECKS,
 )
 CHECK_NAMES: tuple[str, ...] = tuple(check.__name__ for check in CHECKS)
 
