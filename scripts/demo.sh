@@ -33,6 +33,39 @@ export GOVERNANCE_HOME DAGSTER_HOME
 mkdir -p "$DAGSTER_HOME"
 [ -f "$DAGSTER_HOME/dagster.yaml" ] || cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"
 
-.venv/bin/governance-pipeline demo "$@"
+GP=.venv/bin/governance-pipeline
+$GP demo "$@"
 echo "==> running the shipped example pipeline examples/pipelines/claims_triage.yaml" >&2
-exec .venv/bin/governance-pipeline run examples/pipelines/claims_triage.yaml
+$GP run examples/pipelines/claims_triage.yaml
+
+echo "==> runtime governance: the enforced note_privacy policy stops claims_screening at its" >&2
+echo "    first note with personal data (exit 3 is the expected outcome here)" >&2
+status=0
+$GP run examples/pipelines/claims_screening.yaml || status=$?
+[ "$status" -eq 3 ] || { echo "demo.sh: expected exit 3 from the policy stop, got $status" >&2; exit 1; }
+$GP incidents
+
+echo "==> approvals: partner_export is risk tier 2; a run needs a two-stage approval" >&2
+PARTNER=examples/pipelines/partner_export.yaml
+request="$($GP approvals request "$PARTNER" --actor analyst --json)"
+approval_id="$(printf '%s' "$request" | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["approval"]["approval_id"])')"
+token="$(printf '%s' "$request" | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
+# The demo plays both approvers of the built-in ladder; in real use they are other people.
+$GP approvals decide "$approval_id" approve --role data_owner --actor data-owner --reason "demo"
+$GP approvals decide "$approval_id" approve --role compliance --actor compliance-officer --reason "demo"
+$GP run "$PARTNER" --approval-token "$token"
+
+period="$(date -u +%Y-%m)"
+cat >&2 <<NEXT
+
+==> next steps
+  governance-pipeline incidents INCIDENT_ID          # the inflection point and what was written
+  governance-pipeline explain RUN_ID --row 37        # the violating note's lineage and decisions
+  governance-pipeline events                         # the event stream (run.*, ir.*, policy.*)
+  governance-pipeline approvals request --export soc2 --subject $period --actor analyst
+  governance-pipeline approvals decide APPROVAL_ID approve --role compliance --actor compliance-officer
+  governance-pipeline approvals decide APPROVAL_ID approve --role security --actor security-officer
+  governance-pipeline export soc2 --period $period --approval-token TOKEN
+  governance-pipeline verify-bundle .governance/exports/soc2/$period
+  dagster dev            # jobs, sensors, and the evidence / SOC 2 / debrief assets
+NEXT
