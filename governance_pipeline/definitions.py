@@ -1,9 +1,11 @@
 """The Dagster code location (``workspace.yaml`` loads this module).
 
-For now it holds the integrity check of the Landscape: a job that runs the audit sweep and the
+It holds the integrity check of the Landscape: a job that runs the audit sweep and the
 ledger verification and fails, listing every finding, when either reports anything; and a nightly
 schedule for it, stopped until an operator turns it on. It also holds one job per pipeline file
-(``governance_pipeline.orchestration``).
+(``governance_pipeline.orchestration``), the evidence bundle assets with their blocking integrity
+checks and export jobs (``orchestration.bundle_assets``), and the approval SLA and event delivery
+sensors.
 
 Importing this module touches no database: settings are read when the op runs, so the code
 location loads (and ``dagster definitions validate`` passes) on a machine without an audit store.
@@ -26,7 +28,10 @@ from dagster import (
 from governance_pipeline.contracts.errors import Finding
 from governance_pipeline.contracts.settings import Settings
 from governance_pipeline.landscape.store import Landscape
+from governance_pipeline.orchestration.approval_sensors import approval_sla_sensor
+from governance_pipeline.orchestration.bundle_assets import bundle_definitions
 from governance_pipeline.orchestration.catalog import build_pipeline_definitions
+from governance_pipeline.orchestration.event_sensors import event_delivery_sensor
 
 # The UI shows findings as metadata; the full list is always in the run's logs.
 _FINDINGS_IN_METADATA = 200
@@ -85,9 +90,12 @@ landscape_integrity_nightly = ScheduleDefinition(
 )
 
 # One job per pipeline file of GOVERNANCE_PIPELINES_DIR, the Landscape sensors and the pipeline
-# file checks (governance_pipeline/orchestration, docs/orchestration.md). Building them reads the
-# pipeline files, never the audit database.
+# file checks, the evidence / SOC 2 / debrief assets behind the Landscape's blocking integrity
+# checks, the approval SLA and event delivery sensors (governance_pipeline/orchestration,
+# docs/orchestration.md). Building them reads the pipeline files, never the audit database.
 defs = Definitions.merge(
-    Definitions(jobs=[landscape_integrity], schedules=[landscape_integrity_nightly]),
+    Definitions(jobs=[landscape_integrity], schedules=[landscape_integrity_nightly],
+                sensors=[approval_sla_sensor, event_delivery_sensor]),
     build_pipeline_definitions(),
+    bundle_definitions(),
 )

@@ -20,6 +20,7 @@ from governance_pipeline.cli.approval_commands import approvals_group
 from governance_pipeline.cli.bundle_commands import verify_bundle_cmd
 from governance_pipeline.cli.demo import MIN_ROWS
 from governance_pipeline.cli.event_commands import events_group
+from governance_pipeline.cli.export_commands import export_group
 from governance_pipeline.cli.incident_commands import incidents_cmd
 from governance_pipeline.cli.pipeline_commands import COMMANDS as PIPELINE_COMMANDS
 from governance_pipeline.cli.output import (
@@ -227,6 +228,7 @@ for _command in PIPELINE_COMMANDS:
     cli.add_command(_command)
 cli.add_command(approvals_group)
 cli.add_command(events_group)
+cli.add_command(export_group)
 cli.add_command(incidents_cmd)
 cli.add_command(verify_bundle_cmd)
 
