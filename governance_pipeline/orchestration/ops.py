@@ -174,8 +174,9 @@ def _recording_failures(context: OpExecutionContext, ls: Landscape | None,
     try:
         yield
     except PolicyStopError as exc:  # recorded with the stop itself: the run is failed_policy
+        # An expected outcome, not a crash: no traceback of the engine, the problem says it all.
         raise Failure(description=f"{exc.code.code}: {exc.message}",
-                      metadata=problem_metadata(exc, run_id), allow_retries=False) from exc
+                      metadata=problem_metadata(exc, run_id), allow_retries=False) from None
     except GovernanceError as exc:
         _record(context, ls, run_id, exc.problem())
         raise Failure(description=f"{exc.code.code}: {exc.message}",

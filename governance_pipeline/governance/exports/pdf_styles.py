@@ -134,7 +134,7 @@ def _numbered_canvas(header: str, digest: str) -> type[Canvas]:
                 self.line(MARGIN, top - 2, A4[0] - MARGIN, top - 2)
             bottom = MARGIN - 8 * mm
             self.line(MARGIN, bottom + 9, A4[0] - MARGIN, bottom + 9)
-            self.drawString(MARGIN, bottom, f"Bundle digest (SHA-256): {digest}")
+            self.drawString(MARGIN, bottom, f"Content digest (bundle.json, SHA-256): {digest}")
             self.drawRightString(A4[0] - MARGIN, bottom, f"Page {self._pageNumber} of {total}")
             self.restoreState()
 

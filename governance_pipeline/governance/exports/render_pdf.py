@@ -63,7 +63,7 @@ def _cover(bundle: Bundle, digest: str) -> list[Flowable]:
         ("Subject", bundle.subject),
         ("Tenant", bundle.tenant_id or "all tenants"),
         ("Generated at (UTC)", bundle.generated_at),
-        ("Bundle digest (SHA-256)", digest),
+        ("Content digest (SHA-256 of bundle.json)", digest),
         ("Schema version", bundle.schema_version),
     ]
     if isinstance(bundle, SOC2Bundle):
@@ -74,13 +74,15 @@ def _cover(bundle: Bundle, digest: str) -> list[Flowable]:
         pairs.append(("Lineage sample seed", bundle.lineage_sample.seed))
     flow: list[Flowable] = [Spacer(1, 40), markup(safe(kind), TITLE),
                             para(bundle.title, SUBTITLE),
-                            facts(pairs, mono=("Bundle digest (SHA-256)", "Sample seed",
+                            facts(pairs, mono=("Content digest (SHA-256 of bundle.json)", "Sample seed",
                                                "Lineage sample seed")),
                             Spacer(1, 10), markup("Ledger heads read", H2), _heads(bundle.ledger_heads)]
     flow.append(markup(
-        "The bundle digest is the SHA-256 of this bundle's canonical JSON (RFC 8785), which is "
-        "the authoritative content; this document renders it. Identifiers, digests and sample "
-        "keys can be checked against the JSON and the audit Landscape.", NOTE))
+        "The content digest is the SHA-256 of bundle.json, this bundle's canonical JSON (RFC "
+        "8785), which is the authoritative content; this document renders it. The bundle's "
+        "signed manifest.json lists the digest of every file, this one included. Identifiers, "
+        "digests and sample keys can be checked against the JSON and the audit Landscape.",
+        NOTE))
     if isinstance(bundle, SOC2Bundle):
         flow += [markup("Management statement", H2), para(bundle.statement.text, NOTE),
                  markup("<b>This is not an auditor's opinion.</b>", BODY)]
