@@ -13,6 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from governance_pipeline.contracts.events import envelope
+from governance_pipeline.governance.events.catalog import validate_event
+from governance_pipeline.governance.events.outbox import read_events
+from governance_pipeline.landscape.store import Landscape
 from governance_pipeline_tests.policy_fixtures import PLANTED, REPO, note_rows
 from governance_pipeline_tests.test_cli import Result, run, sql
 
@@ -35,6 +39,18 @@ def _db(home: Path) -> str:
 
 def _example(home: Path, name: str) -> str:
     return str(home.parent / "examples" / "pipelines" / name)
+
+
+def _every_event_matches_its_schema(home: Path) -> set[str]:
+    """All events the flows wrote, each validated against the JSON Schema of its type."""
+    landscape = Landscape.open(_db(home), home / "keys")
+    try:
+        found = read_events(landscape)
+    finally:
+        landscape.dispose()
+    for event in found:
+        validate_event(envelope(event))
+    return {e.type for e in found}
 
 
 def _ok(result: Result, code: int = 0) -> Result:
@@ -80,6 +96,8 @@ def test_enforced_example_stops_with_exit_3_and_incidents_and_explain_show_why(
     refused = run(home, "resume", run_id)
     assert refused.code == 2, refused.err
     assert "stopped by an enforced policy" in refused.err
+    assert {"policy.blocked", "incident.opened", "run.failed_policy", "run.output_published",
+            "ir.validated_pass", "ir.dag_diff_ok"} <= _every_event_matches_its_schema(home)
 
 
 def test_tier2_example_is_refused_until_a_two_stage_ladder_approves_it(home: Path) -> None:
@@ -108,3 +126,6 @@ def test_tier2_example_is_refused_until_a_two_stage_ladder_approves_it(home: Pat
     assert "already" in again["detail"]
     reasons = sql(_db(home), "SELECT payload_json FROM events WHERE type = 'ir.approval_invalid'")
     assert any('"already_consumed"' in p for (p,) in reasons)
+    assert {"run.blocked", "ir.validated_escalate", "ir.approval_created",
+            "ir.approval_consumed", "ir.approval_invalid", "approval.decided",
+            "run.completed"} <= _every_event_matches_its_schema(home)

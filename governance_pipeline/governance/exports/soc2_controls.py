@@ -87,13 +87,13 @@ class Control:
 
 
 def default_risk_tier(run: Run) -> int:
-    """Risk tier from the pipeline definition recorded with the run: personal data or an
-    external destination make a run tier 2, both tier 3."""
-    config = json.loads(run.config_json)
-    pii = bool(config.get("pii_fields"))
-    external = any(isinstance(s, dict) and s.get("external")
-                   for s in (config.get("sinks") or {}).values())
-    return 1 + int(pii) + int(external) if (pii or external) else 0
+    """The risk tier IR validation gives the pipeline definition recorded with the run (the
+    same rules that decided, at run start, whether the run needed an approval)."""
+    from governance_pipeline.engine.config import parse_pipeline
+    from governance_pipeline.governance.ir.risk import validate_ir
+
+    config = parse_pipeline(json.loads(run.config_json), origin=f"run {run.run_id}")
+    return validate_ir(config).risk_tier
 
 
 def default_ir_hash(run: Run) -> str:
