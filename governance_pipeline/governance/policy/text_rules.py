@@ -9,8 +9,8 @@ ASCII input that is the input itself.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -133,6 +133,29 @@ def mask_term(term: str) -> str:
     return term[0] + "*" * (len(term) - 1)
 
 
+@dataclass(slots=True)
+class TextScan:
+    findings: list[dict[str, Any]] = field(default_factory=list)
+    total: int = 0
+    truncated: list[str] = field(default_factory=list)
+
+
+def scan_texts(row: Mapping[str, Any], fields: tuple[str, ...] | None,
+               exclude: tuple[str, ...],
+               find: Callable[[str, int], tuple[list[dict[str, Any]], int]]) -> TextScan:
+    """Every text of ``row`` in scope, bounded, through ``find(text, room)`` → (the first
+    ``room`` findings, how many in all); findings are kept up to ``MAX_FINDINGS`` in all."""
+    scan = TextScan()
+    for path, text in iter_texts(row, fields, exclude):
+        inspected, cut = bound(text)
+        if cut:
+            scan.truncated.append(path)
+        kept, count = find(inspected, MAX_FINDINGS - len(scan.findings))
+        scan.total += count
+        scan.findings.extend({"field": path, **f} for f in kept)
+    return scan
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DenyListCheck(RowRule):
     terms: DenyTerms
@@ -140,21 +163,15 @@ class DenyListCheck(RowRule):
     exclude_fields: tuple[str, ...]
 
     def check(self, row: Mapping[str, Any]) -> RuleVerdict:
-        findings: list[dict[str, Any]] = []
-        total = 0
-        truncated: list[str] = []
-        for path, text in iter_texts(row, self.fields, self.exclude_fields):
-            inspected, cut = bound(text)
-            if cut:
-                truncated.append(path)
-            for offset, source, shown in self.terms.find(fold(inspected)):
-                total += 1
-                if len(findings) < MAX_FINDINGS:
-                    findings.append({"field": path, "offset": offset, "list": source,
-                                     "term": shown})
-        if not total:
-            return _clean_pass(truncated)
-        return fail(findings=findings, total=total, truncated=truncated)
+        def find(text: str, room: int) -> tuple[list[dict[str, Any]], int]:
+            hits = list(self.terms.find(fold(text)))
+            return [{"offset": offset, "list": source, "term": shown}
+                    for offset, source, shown in hits[:room]], len(hits)
+
+        scan = scan_texts(row, self.fields, self.exclude_fields, find)
+        if not scan.total:
+            return _clean_pass(scan.truncated)
+        return fail(findings=scan.findings, total=scan.total, truncated=scan.truncated)
 
 
 # --- PII and secrets ------------------------------------------------------------------------------
@@ -165,18 +182,13 @@ class PiiCheck(RowRule):
     exclude_fields: tuple[str, ...]
 
     def check(self, row: Mapping[str, Any]) -> RuleVerdict:
-        findings: list[dict[str, Any]] = []
-        total = 0
-        truncated: list[str] = []
-        for path, text in iter_texts(row, self.fields, self.exclude_fields):
-            inspected, cut = bound(text)
-            if cut:
-                truncated.append(path)
-            kept, count = detect(clean(inspected), self.detectors,
-                                 limit=MAX_FINDINGS - len(findings))
-            total += count
-            findings.extend({"field": path, **finding.as_dict()} for finding in kept)
-        if not total:
-            return _clean_pass(truncated)
-        return fail(findings=findings, total=total,
-                    detectors=sorted({f["detector"] for f in findings}), truncated=truncated)
+        def find(text: str, room: int) -> tuple[list[dict[str, Any]], int]:
+            kept, count = detect(clean(text), self.detectors, limit=room)
+            return [finding.as_dict() for finding in kept], count
+
+        scan = scan_texts(row, self.fields, self.exclude_fields, find)
+        if not scan.total:
+            return _clean_pass(scan.truncated)
+        return fail(findings=scan.findings, total=scan.total,
+                    detectors=sorted({f["detector"] for f in scan.findings}),
+                    truncated=scan.truncated)
