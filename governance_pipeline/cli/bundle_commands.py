@@ -25,7 +25,7 @@ from governance_pipeline.governance.exports.verify_bundle import (
 from governance_pipeline.landscape.keys import PublicKey
 
 
-def read_public_key(path: Path) -> PublicKey:
+def read_public_key(path: Path, option: str = "--key") -> PublicKey:
     """An Ed25519 public key from a PEM file or a file of 64 hex digits (the raw key)."""
     try:
         data = path.read_bytes()
@@ -37,7 +37,7 @@ def read_public_key(path: Path) -> PublicKey:
             return PublicKey.from_pem(data)
         return PublicKey(Ed25519PublicKey.from_public_bytes(bytes.fromhex(data.decode().strip())))
     except (ValueError, TypeError, UnicodeDecodeError, GovernanceError) as exc:
-        raise GovernanceError(f"--key {path} is not an Ed25519 public key (PEM or 64 hex "
+        raise GovernanceError(f"{option} {path} is not an Ed25519 public key (PEM or 64 hex "
                               f"digits): {exc}", code=USAGE_INVALID) from exc
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 
 from governance_pipeline.cli.access import database_errors, open_landscape, redact
 from governance_pipeline.cli.approval_commands import approvals_group
-from governance_pipeline.cli.bundle_commands import verify_bundle_cmd
+from governance_pipeline.cli.bundle_commands import read_public_key, verify_bundle_cmd
 from governance_pipeline.cli.demo import MIN_ROWS
 from governance_pipeline.cli.event_commands import events_group
 from governance_pipeline.cli.export_commands import export_group
@@ -34,13 +34,12 @@ from governance_pipeline.cli.output import (
 from governance_pipeline.contracts.errors import (
     FILE_IO_FAILED,
     SWEEP_FINDINGS,
-    USAGE_INVALID,
     GovernanceError,
     OperationalError,
 )
 from governance_pipeline.landscape import migrate
 from governance_pipeline.landscape.database import create_landscape_engine
-from governance_pipeline.landscape.keys import PRIVATE_KEY_FILE, PublicKey, load_or_create_signer
+from governance_pipeline.landscape.keys import PRIVATE_KEY_FILE, load_or_create_signer
 from governance_pipeline.landscape.schema import GLOBAL_SCOPE
 
 PROG = "governance-pipeline"
@@ -105,19 +104,6 @@ def db_upgrade(state: CliState) -> int:
 
 
 # --- verify / sweep -------------------------------------------------------------------------------
-def _read_public_key(path: Path) -> PublicKey:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise OperationalError(f"cannot read public key {path}: {exc}",
-                               code=FILE_IO_FAILED) from exc
-    try:
-        return PublicKey.from_pem(data)
-    except (ValueError, TypeError, GovernanceError) as exc:
-        raise GovernanceError(f"--public-key {path} is not an Ed25519 public key PEM: {exc}",
-                              code=USAGE_INVALID) from exc
-
-
 @cli.command("verify")
 @reporting
 @click.argument("run_id", required=False)
@@ -132,7 +118,7 @@ def verify_cmd(state: CliState, run_id: str | None, public_key_path: Path | None
     from governance_pipeline.landscape.sweep import sweep
     from governance_pipeline.landscape.verify import verify
 
-    key = _read_public_key(public_key_path) if public_key_path else None
+    key = read_public_key(public_key_path, "--public-key") if public_key_path else None
     with open_landscape(state.settings()) as landscape:
         report = verify(landscape, run_id, public_key=key)
         swept = None if run_id == GLOBAL_SCOPE else sweep(landscape, run_id)
