@@ -25,6 +25,7 @@ from governance_pipeline.contracts.clock import ManualClock
 from governance_pipeline.contracts.errors import REGISTRY, ConfigError, ExitCode, GovernanceError
 from governance_pipeline.engine.config import PipelineConfig, load_pipeline, parse_pipeline
 from governance_pipeline.engine.context import RunContext
+from governance_pipeline.governance.policy.runtime import preview_policy
 from governance_pipeline.engine.runner import config_hash
 
 REPO = Path(__file__).resolve().parents[1]
@@ -451,8 +452,17 @@ def test_files_that_are_not_pipelines_are_refused_with_where(tmp_path: Path) -> 
 def test_the_shipped_examples_load_and_build(example: Path) -> None:
     config = load_pipeline(example, env={"GOVERNANCE_HOME": "/tmp/gp-home"})
     assert isinstance(config, PipelineConfig)
-    ctx = RunContext.build("run_probe", config, example.parent, ManualClock())
+    ctx = RunContext.build("run_probe", config, example.parent, ManualClock(),
+                           policy=preview_policy(config, example.parent, env={}))
     assert ctx.graph.order and set(ctx.plugins.sinks) == set(config.sinks)
+
+
+def test_a_pipeline_with_policies_needs_its_snapshot_to_build() -> None:
+    """Without a policy hook, a pipeline that attaches policies must not run unenforced."""
+    example = next(p for p in EXAMPLES if p.stem == "claims_screening")
+    config = load_pipeline(example, env={"GOVERNANCE_HOME": "/tmp/gp-home"})
+    with pytest.raises(ConfigError, match="no policy snapshot"):
+        RunContext.build("run_probe", config, example.parent, ManualClock())
 
 
 # --- governance-pipeline validate -----------------------------------------------------------------
