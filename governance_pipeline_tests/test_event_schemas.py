@@ -187,7 +187,7 @@ def test_schema_files_are_one_per_type_and_require_the_envelope() -> None:
         assert schema["properties"]["type"] == {"const": event_type}
 
 
-def test_ir_payloads_are_exactly_the_seeds_fields() -> None:
+def test_ir_payloads_carry_the_seeds_fields_and_declare_every_addition() -> None:
     seed = {  # field names of seed 004 (IR governance event specifications)
         "ir.approval_created": {"approval_id", "tenant_id", "ir_hash", "ttl_seconds", "expires_at",
                                 "created_by", "created_at"},
@@ -212,9 +212,12 @@ def test_ir_payloads_are_exactly_the_seeds_fields() -> None:
     }
     for event_type, fields in seed.items():
         payload = schema_for(event_type)["properties"]["payload"]
-        assert set(payload["properties"]) == fields, event_type
+        # Every field of the seed, required; nothing undeclared; an addition is optional and
+        # says what it is (consumers written against the seed keep working).
         assert set(payload["required"]) == fields, event_type
         assert payload["additionalProperties"] is False, event_type
+        for extra in set(payload["properties"]) - fields:
+            assert payload["properties"][extra].get("description"), (event_type, extra)
 
 
 def test_seed_example_of_dag_diff_failed_validates() -> None:
