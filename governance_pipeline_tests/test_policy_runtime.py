@@ -337,3 +337,23 @@ def test_the_sweep_names_a_broken_governance_record(landscape: Landscape, tmp_pa
         conn.execute(text(tamper), {"run": result.run_id, "zeros": "0" * 64})
     found = sweep(landscape, result.run_id).by_check(check)
     assert len(found) == 1 and found[0].scope == result.run_id
+
+
+def test_validate_previews_the_snapshot_a_run_then_stores(landscape: Landscape,
+                                                          tmp_path: Path) -> None:
+    from governance_pipeline.engine.config import load_pipeline
+    from governance_pipeline.governance.policy.runtime import preview_policy
+
+    path = screening(tmp_path, mode=None)
+    config = load_pipeline(path, env={})
+    preview = preview_policy(config, path.parent, env={"GOVERNANCE_POLICY_MODE": "enforced"})
+    assert preview is not None
+    described = preview.describe()
+    assert [(p["policy"], p["mode"], p["evaluated_at"]) for p in described["policies"]] == \
+        [("note_privacy", "enforced", [NODE])]
+    runner = start(landscape, path, env={"GOVERNANCE_POLICY_MODE": "enforced"})
+    stored = load_snapshot(landscape, get_run(landscape, runner.run_id).policy_snapshot_id)
+    assert stored.content_hash == described["snapshot_hash"]
+    # Another default mode is another snapshot: the preview tells them apart.
+    other = preview_policy(config, path.parent, env={}).describe()  # type: ignore[union-attr]
+    assert other["snapshot_hash"] != described["snapshot_hash"]

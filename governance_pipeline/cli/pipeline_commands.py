@@ -49,8 +49,8 @@ def validate_cmd(state: CliState, pipeline: Path, record: bool) -> int:
     config = _load(state, pipeline)
     validation = validate_ir(config)
     base_dir = pipeline.resolve().parent
-    ctx = RunContext.build("validate", config, base_dir, SYSTEM_CLOCK,
-                           policy=preview_policy(config, base_dir))
+    preview = preview_policy(config, base_dir)
+    ctx = RunContext.build("validate", config, base_dir, SYSTEM_CLOCK, policy=preview)
     if record:
         with open_landscape(state.settings()) as landscape:
             record_validation(landscape, validation, tenant_id=config.tenant)
@@ -60,6 +60,7 @@ def validate_cmd(state: CliState, pipeline: Path, record: bool) -> int:
            "chunk_size": config.chunk_size,
            "nodes": [{"id": n.id, "kind": n.kind} for n in ctx.graph.order],
            "sinks": {name: s.plugin for name, s in config.sinks.items()},
+           "policies": preview.describe() if preview is not None else None,
            **validation_report(config, pipeline, validation)}
     if state.json:
         if rejected is not None:
@@ -71,6 +72,15 @@ def validate_cmd(state: CliState, pipeline: Path, record: bool) -> int:
     state.say(f"config hash {doc['config_hash']}")
     state.say("nodes: " + " → ".join(f"{n['id']} ({n['kind']})" for n in doc["nodes"]))
     state.say("sinks: " + ", ".join(f"{k} ({v})" for k, v in doc["sinks"].items()))
+    if preview is not None:
+        policies = doc["policies"]
+        state.say(f"policies (snapshot sha256 {policies['snapshot_hash']} if a run started now; "
+                  f"default mode {policies['default_mode']}"
+                  + (", KILL SWITCH ON" if policies["kill_switch"] else "") + "):")
+        for p in policies["policies"]:
+            how = "declared" if p["declared_mode"] else "default"
+            state.say(f"  {p['policy']} v{p['version']}: {p['mode']} ({how}), {p['rules']} "
+                      f"rule(s), evaluated at {', '.join(p['evaluated_at']) or 'nowhere'}")
     for line in report_lines(doc):
         state.say(line)
     if rejected is not None:

@@ -87,6 +87,22 @@ class SnapshotPolicy:
                 self._at[where] = rules
         self.counters = Counters()
         self._base = Counters()
+        self._content = snapshot.content
+
+    def describe(self) -> dict[str, Any]:
+        """The snapshot as ``validate`` shows it: each policy's mode and where it is evaluated."""
+        where: dict[str, list[str]] = {}
+        for node, attached in self._at.items():
+            for policy_id in dict.fromkeys(a.policy_id for a in attached):
+                where.setdefault(policy_id, []).append(node)
+        return {"snapshot_hash": self.snapshot_hash,
+                "default_mode": self._content["default_mode"],
+                "kill_switch": self._content["kill_switch"],
+                "policies": [{"policy": p["policy"], "version": p["version"], "mode": p["mode"],
+                              "declared_mode": p["declared_mode"],
+                              "rules": len(p["definition"]["rules"]),
+                              "evaluated_at": where.get(p["policy"], [])}
+                             for p in self._content["policies"]]}
 
     # -- the hook ----------------------------------------------------------------------------
     def applies(self, node_id: str) -> bool:
