@@ -1,146 +1,32 @@
 """Frozen audit records: what the recorder writes and what read models return.
 
 One class per Landscape table, fields named as its columns. ``__post_init__`` enforces the
-cross-field invariants before anything reaches the database (the schema enforces them again).
-``from_row`` is the Tier-1 read: every value read back from our own database is checked against
-the field's declared type — an unknown enum value, a NULL where none may be, or a 2 in a 0/1
-column raises ``AuditIntegrityError`` instead of becoming a confident wrong answer.
+cross-field invariants before anything reaches the database (the schema enforces them again);
+``from_row`` (``record_base.AuditRecord``) is the Tier-1 read. The governance records are in
+``governance_records`` and re-exported here.
 """
 
 from __future__ import annotations
 
-import types
-import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from enum import StrEnum
-from typing import Any, ClassVar, get_type_hints
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from governance_pipeline.contracts.enums import (
-    ApprovalStatus,
     BatchStatus,
     CallStatus,
-    Decision,
     Determinism,
-    ExportKind,
-    ExportStatus,
-    IncidentSeverity,
-    IncidentStatus,
     NodeStateStatus,
     NodeType,
     OperationStatus,
     OperationType,
     Outcome,
-    PolicyMode,
     RoutingMode,
-    RuleResult,
     RunStatus,
-    Severity,
-    StageStatus,
     TerminationReason,
     TriggerType,
 )
-from governance_pipeline.contracts.errors import AuditIntegrityError
-
-_Conv = typing.Callable[[str, str, Any], Any]
-
-
-def _fail(cls_name: str, field: str, value: Any, why: str) -> typing.NoReturn:
-    raise AuditIntegrityError(f"{cls_name}.{field}: {why} (got {value!r})",
-                              details={"record": cls_name, "field": field})
-
-
-def _converter(tp: Any) -> tuple[bool, _Conv]:
-    """(nullable, convert) for one declared field type."""
-    nullable = False
-    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        nullable = len(args) != len(typing.get_args(tp))
-        (tp,) = args
-    if isinstance(tp, type) and issubclass(tp, StrEnum):
-        enum_cls = tp
-
-        def conv_enum(cls_name: str, name: str, v: Any) -> Any:
-            try:
-                return enum_cls(v)
-            except ValueError:
-                _fail(cls_name, name, v, f"not a valid {enum_cls.__name__}")
-        return nullable, conv_enum
-    if tp is bool:
-        def conv_flag(cls_name: str, name: str, v: Any) -> bool:
-            if type(v) is bool:
-                return v
-            if type(v) is not int or v not in (0, 1):
-                _fail(cls_name, name, v, "a 0/1 flag holds another value")
-            return v == 1
-        return nullable, conv_flag
-    if tp is int:
-        def conv_int(cls_name: str, name: str, v: Any) -> int:
-            if type(v) is not int:
-                _fail(cls_name, name, v, "not an integer")
-            return v
-        return nullable, conv_int
-    if tp is float:
-        def conv_float(cls_name: str, name: str, v: Any) -> float:
-            if type(v) not in (int, float):
-                _fail(cls_name, name, v, "not a number")
-            return float(v)
-        return nullable, conv_float
-    if tp is str:
-        def conv_str(cls_name: str, name: str, v: Any) -> str:
-            if type(v) is not str:
-                _fail(cls_name, name, v, "not text")
-            return v
-        return nullable, conv_str
-    raise TypeError(f"unsupported record field type {tp!r}")
-
-
-class AuditRecord:
-    """Mixin for record dataclasses: table binding, row conversion, Tier-1 reads."""
-
-    TABLE: ClassVar[str]
-    __slots__ = ()
-    _readers: ClassVar[tuple[tuple[str, bool, _Conv], ...]]
-    _names: ClassVar[tuple[str, ...]]
-
-    def __init_subclass__(cls, **kw: Any) -> None:
-        super().__init_subclass__(**kw)
-        cls._readers = ()  # resolved lazily: the dataclass decorator has not run yet
-
-    @classmethod
-    def _resolve(cls) -> tuple[tuple[str, bool, _Conv], ...]:
-        if not cls._readers:
-            hints = get_type_hints(cls)
-            cls._readers = tuple((f.name, *_converter(hints[f.name])) for f in fields(cls))  # type: ignore[arg-type]
-            cls._names = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
-        return cls._readers
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> typing.Self:
-        """Tier-1 read of a database row; raises AuditIntegrityError on anything unexpected."""
-        values: dict[str, Any] = {}
-        for name, nullable, conv in cls._resolve():
-            v = row[name]
-            if v is None:
-                if not nullable:
-                    _fail(cls.__name__, name, v, "NULL where a value is required")
-                values[name] = None
-            else:
-                values[name] = conv(cls.__name__, name, v)
-        return cls(**values)
-
-    def to_row(self) -> dict[str, Any]:
-        type(self)._resolve()
-        row = {}
-        for name in self._names:
-            v = getattr(self, name)
-            row[name] = int(v) if type(v) is bool else v
-        return row
-
-
-def _require(cond: bool, record: str, message: str) -> None:
-    if not cond:
-        raise AuditIntegrityError(f"{record}: {message}", details={"record": record})
+from governance_pipeline.contracts.record_base import AuditRecord, _fail, _require
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,196 +353,17 @@ class ValidationErrorRecord(AuditRecord):
     created_at: str
 
 
-@dataclass(frozen=True, slots=True)
-class PolicyDecision(AuditRecord):
-    """One rule evaluated on one token at one node, under the run's policy snapshot."""
-
-    TABLE: ClassVar[str] = "policy_decisions"
-    decision_id: str
-    run_id: str
-    token_id: str
-    node_id: str
-    step_index: int
-    state_id: str | None
-    snapshot_id: str
-    snapshot_hash: str
-    policy_id: str
-    rule_id: str
-    rule_kind: str
-    severity: Severity
-    mode: PolicyMode
-    result: RuleResult
-    would_block: bool
-    detail_json: str | None
-    created_at: str
-
-    def __post_init__(self) -> None:
-        _require(self.mode.evaluates, "PolicyDecision", "an 'off' policy records no decisions")
-        _require(not self.would_block or self.result is RuleResult.FAIL, "PolicyDecision",
-                 "would_block without a failed rule")
-        _require(self.result is RuleResult.PASS or self.detail_json is not None, "PolicyDecision",
-                 "a failed rule must say why (detail_json)")
-
-    @property
-    def blocks(self) -> bool:
-        """Whether this decision stops the run (not merely would)."""
-        return self.would_block and self.mode.stops
-
-
-@dataclass(frozen=True, slots=True)
-class InflectionPoint(AuditRecord):
-    """Where an enforced policy stopped a run: the first violating token, node and rule."""
-
-    TABLE: ClassVar[str] = "inflection_points"
-    inflection_id: str
-    run_id: str
-    token_id: str
-    row_index: int
-    node_id: str
-    step_index: int
-    decision_id: str
-    snapshot_id: str
-    policy_id: str
-    rule_id: str
-    reason: str
-    occurred_at: str
-
-
-@dataclass(frozen=True, slots=True)
-class Incident(AuditRecord):
-    TABLE: ClassVar[str] = "incidents"
-    incident_id: str
-    run_id: str
-    severity: IncidentSeverity
-    status: IncidentStatus
-    summary: str
-    policy_snapshot_id: str | None
-    policy_id: str | None
-    rule_id: str | None
-    token_id: str | None
-    node_id: str | None
-    step_index: int | None
-    reason: str | None
-    context_json: str | None
-    detected_at: str
-    inflection_id: str | None = None
-    resolved_at: str | None = None
-    resolution: str | None = None
-
-    def __post_init__(self) -> None:
-        _require((self.status is IncidentStatus.RESOLVED) == (self.resolved_at is not None),
-                 "Incident", "resolved_at must be set exactly when the incident is resolved")
-
-
-@dataclass(frozen=True, slots=True)
-class Approval(AuditRecord):
-    """A request for approval of one subject (a pipeline's IR, an export), bound to its tenant."""
-
-    TABLE: ClassVar[str] = "approvals"
-    approval_id: str
-    tenant_id: str
-    subject_type: str
-    subject_hash: str
-    subject_ref: str
-    requested_by: str
-    status: ApprovalStatus
-    ladder_json: str
-    reason: str | None
-    round: int
-    token_hash: str | None
-    token_expires_at: str | None
-    consumed_at: str | None
-    consumed_by: str | None
-    consumed_for: str | None
-    created_at: str
-
-    def __post_init__(self) -> None:
-        _require((self.status is ApprovalStatus.CONSUMED) == (self.consumed_at is not None),
-                 "Approval", "consumed_at must be set exactly when the approval is consumed")
-        _require(self.consumed_at is None or self.consumed_by is not None, "Approval",
-                 "a consumed approval names who consumed it")
-        _require(self.round >= 0, "Approval", "round must not be negative")
-
-
-@dataclass(frozen=True, slots=True)
-class ApprovalStage(AuditRecord):
-    TABLE: ClassVar[str] = "approval_stages"
-    stage_id: str
-    approval_id: str
-    ordinal: int
-    name: str
-    approver_role: str
-    quorum: int
-    sla_seconds: int
-    status: StageStatus
-    activated_at: str | None
-    due_at: str | None
-    escalated_at: str | None
-    completed_at: str | None
-
-    def __post_init__(self) -> None:
-        _require(self.quorum >= 1 and self.sla_seconds > 0, "ApprovalStage",
-                 "quorum must be at least 1 and the SLA positive")
-
-
-@dataclass(frozen=True, slots=True)
-class ApprovalDecisionRecord(AuditRecord):
-    TABLE: ClassVar[str] = "approval_decisions"
-    decision_id: str
-    approval_id: str
-    stage_id: str
-    round: int
-    actor: str
-    role: str
-    decision: Decision
-    reason: str | None
-    delegated_from: str | None
-    decided_at: str
-
-
-@dataclass(frozen=True, slots=True)
-class ApprovalDelegation(AuditRecord):
-    TABLE: ClassVar[str] = "approval_delegations"
-    delegation_id: str
-    approval_id: str
-    stage_id: str
-    round: int
-    from_actor: str
-    to_actor: str
-    role: str
-    reason: str | None
-    created_at: str
-
-    def __post_init__(self) -> None:
-        _require(self.from_actor != self.to_actor, "ApprovalDelegation",
-                 "an actor cannot delegate to themselves")
-
-
-@dataclass(frozen=True, slots=True)
-class ExportRecord(AuditRecord):
-    """One attempt to write an export bundle, whether written or blocked by its guard."""
-
-    TABLE: ClassVar[str] = "exports"
-    export_id: str
-    tenant_id: str
-    kind: ExportKind
-    subject: str
-    subject_hash: str
-    surface: str
-    status: ExportStatus
-    approval_id: str | None
-    bundle_digest: str | None
-    path: str | None
-    requested_by: str
-    reason: str | None
-    created_at: str
-
-    def __post_init__(self) -> None:
-        written = self.status is ExportStatus.WRITTEN
-        _require(not written or (self.bundle_digest is not None and self.path is not None),
-                 "ExportRecord", "a written export has a bundle digest and a path")
-        _require(written or self.reason is not None, "ExportRecord",
-                 "a blocked export says why")
+# Governance records live in their own module; re-exported so every record imports from here.
+from governance_pipeline.contracts.governance_records import (  # noqa: E402
+    Approval as Approval,
+    ApprovalDecisionRecord as ApprovalDecisionRecord,
+    ApprovalDelegation as ApprovalDelegation,
+    ApprovalStage as ApprovalStage,
+    ExportRecord as ExportRecord,
+    Incident as Incident,
+    InflectionPoint as InflectionPoint,
+    PolicyDecision as PolicyDecision,
+)
 
 
 @dataclass(frozen=True, slots=True)

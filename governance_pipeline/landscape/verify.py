@@ -155,8 +155,8 @@ def _all_scopes(conn: Connection) -> list[str]:
 def _scope_exists(conn: Connection, scope: str) -> bool:
     if scope == GLOBAL_SCOPE:
         return True
-    for column in (runs.c.run_id, ledger_entries.c.scope, ledger_seals.c.scope):
-        if conn.execute(select(column).where(column == scope).limit(1)).first() is not None:
+    for where in (runs.c.run_id, ledger_entries.c.scope, ledger_seals.c.scope):
+        if conn.execute(select(where).where(where == scope).limit(1)).first() is not None:
             return True
     return False
 
