@@ -129,3 +129,30 @@ def test_tier2_example_is_refused_until_a_two_stage_ladder_approves_it(home: Pat
     assert {"run.blocked", "ir.validated_escalate", "ir.approval_created",
             "ir.approval_consumed", "ir.approval_invalid", "approval.decided",
             "run.completed"} <= _every_event_matches_its_schema(home)
+
+
+def test_after_the_demo_an_approved_soc2_export_verifies_and_a_flipped_byte_fails(
+        home: Path) -> None:
+    _ok(run(home, "demo"))
+    _ok(run(home, "run", _example(home, "claims_screening.yaml")), 3)  # an incident this month
+    period = sql(_db(home), "SELECT MIN(started_at) FROM runs")[0][0][:7]
+    blocked = _ok(run(home, "export", "soc2", "--period", period, "--json"), 4).json()
+    assert "approvals request --export soc2" in blocked["detail"]
+    assert sql(_db(home), "SELECT status FROM exports") == [("blocked",)]
+
+    request = _ok(run(home, "approvals", "request", "--export", "soc2", "--subject", period,
+                      "--actor", "analyst", "--json")).json()
+    approval_id, token = request["approval"]["approval_id"], request["token"]
+    for role, actor in (("compliance", "compliance-officer"), ("security", "security-officer")):
+        _ok(run(home, "approvals", "decide", approval_id, "approve", "--role", role,
+                "--actor", actor))
+    written = _ok(run(home, "export", "soc2", "--period", period, "--approval-token", token,
+                      "--json")).json()
+    bundle = Path(written["path"])
+    assert (bundle / "bundle.pdf").read_bytes().startswith(b"%PDF")
+    _ok(run(home, "verify-bundle", str(bundle)))
+    pdf = bundle / "bundle.pdf"
+    data = bytearray(pdf.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    pdf.write_bytes(bytes(data))
+    assert _ok(run(home, "verify-bundle", str(bundle), "--json"), 5).json()["ok"] is False

@@ -4,8 +4,9 @@ A surface calls, in this order:
 
 1. ``plan_export`` — resolves the subject and its tenant, checks the subject exists and is
    exportable, refuses a non-empty output directory and re-runs the sweep and the ledger
-   verification of the scopes the bundle draws on. Nothing is recorded and no approval is used,
-   so a typo or a tampered Landscape never wastes an approval.
+   verification of the scopes the bundle draws on, and builds the bundle once in memory.
+   Nothing is recorded and no approval is used, so a typo, a tampered Landscape or a bundle
+   that cannot be built never wastes an approval.
 2. ``guard_export(landscape, **plan.guard_args(), surface=..., requested_by=...,
    approval_token=...)`` — the export guard consumes the approval (or records the block and
    raises ``BlockedError``, exit 4).
@@ -168,6 +169,9 @@ def plan_export(landscape: Landscape, kind: ExportKind | str, subject: str, *, o
     refuse_non_empty(plan.out_dir)
     if check_integrity:
         integrity_check(landscape, plan.scopes)
+    # A bundle that cannot be built must fail here, not after the guard has spent the approval;
+    # the bundle written later is built again, over the ledger the guard has just extended.
+    build_bundle(landscape, plan)
     return plan
 
 

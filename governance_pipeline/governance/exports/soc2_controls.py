@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Select, String, and_, func, literal, select
 
 from governance_pipeline.contracts.enums import ApprovalStatus, RunStatus
+from governance_pipeline.contracts.errors import ConfigError
 from governance_pipeline.contracts.hashing import CANONICAL_VERSION, sha256_hex
 from governance_pipeline.contracts.records import (
     Approval,
@@ -88,11 +89,21 @@ class Control:
 
 def default_risk_tier(run: Run) -> int:
     """The risk tier IR validation gives the pipeline definition recorded with the run (the
-    same rules that decided, at run start, whether the run needed an approval)."""
+    same rules that decided, at run start, whether the run needed an approval).
+
+    A run recorded without a pipeline definition (the demo's synthetic run) is judged by what
+    its recorded configuration declares: personal data or an external sink make it tier 2.
+    """
     from governance_pipeline.engine.config import parse_pipeline
     from governance_pipeline.governance.ir.risk import validate_ir
 
-    config = parse_pipeline(json.loads(run.config_json), origin=f"run {run.run_id}")
+    recorded = json.loads(run.config_json)
+    try:
+        config = parse_pipeline(recorded, origin=f"run {run.run_id}")
+    except ConfigError:
+        external = any(isinstance(s, dict) and s.get("external")
+                       for s in (recorded.get("sinks") or {}).values())
+        return 2 if recorded.get("pii_fields") or external else 0
     return validate_ir(config).risk_tier
 
 
