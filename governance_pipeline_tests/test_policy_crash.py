@@ -12,7 +12,7 @@ import pytest
 
 from governance_pipeline.contracts.enums import RunStatus
 from governance_pipeline_tests.policy_fixtures import PLANTED, REPO
-from governance_pipeline_tests.test_crash_resume import Case, describe, sqlite_url
+from governance_pipeline_tests.test_crash_resume import KILLED, Case, describe, sqlite_url
 from governance_pipeline_tests.test_cli import sql
 
 pytestmark = pytest.mark.slow
@@ -52,6 +52,32 @@ def test_a_kill_in_the_stopping_chunk_resumes_to_the_same_stop(tmp_path: Path) -
     assert sql(case.db_url, "SELECT count(*), min(run_id) FROM incidents") == [(1, run.run_id)]
     assert sql(case.db_url, "SELECT row_index FROM inflection_points") == [(FIRST,)]
     verified = case.run("cli", "verify", run.run_id)
+    assert verified.returncode == 0, describe(verified)
+
+
+@pytest.mark.parametrize("crash_at", ["chunk.committed:2", "sink.finalized:1"])
+def test_a_kill_after_the_stop_is_committed_publishes_on_resume(tmp_path: Path,
+                                                                crash_at: str) -> None:
+    """Killed after the stop's commit, before (or while) the rows written before it were
+    promoted: the run is already failed_policy; ``resume`` publishes them and stays stopped."""
+    baseline = _home(tmp_path / "baseline")
+    assert baseline.run("cli", "run", _pipeline(baseline)).returncode == 3
+    expected = (baseline.home / OUTPUT).read_bytes()
+
+    case = _home(tmp_path / "crash")
+    killed = case.run("cli", "run", _pipeline(case), crash_at=crash_at)
+    assert killed.returncode == KILLED, describe(killed)
+    run_id, status = sql(case.db_url, "SELECT run_id, status FROM runs")[0]
+    assert status == "failed_policy"
+    assert sql(case.db_url, "SELECT count(*) FROM artifacts") == [(0,)]
+
+    published = case.run("cli", "resume", run_id)
+    assert published.returncode == 3, describe(published)
+    assert json.loads(published.stdout)["sinks"]["published"]["rows"] == FIRST
+    assert (case.home / OUTPUT).read_bytes() == expected
+    again = case.run("cli", "resume", run_id)
+    assert again.returncode == 2 and "not resumed" in again.stdout, describe(again)
+    verified = case.run("cli", "verify", run_id)
     assert verified.returncode == 0, describe(verified)
 
 

@@ -17,7 +17,8 @@ from governance_pipeline.cli.ir_report import report_lines, validation_report
 from governance_pipeline.cli.output import CliState, reporting, table
 from governance_pipeline.contracts.clock import SYSTEM_CLOCK
 from governance_pipeline.contracts.enums import PolicyMode, RunStatus
-from governance_pipeline.contracts.errors import ConfigError
+from governance_pipeline.contracts.errors import ConfigError, ExitCode
+from governance_pipeline.contracts.records import Run
 from governance_pipeline.contracts.settings import Settings
 from governance_pipeline.engine.config import PipelineConfig, load_pipeline
 from governance_pipeline.engine.context import RunContext
@@ -170,14 +171,30 @@ def resume_cmd(state: CliState, run_id: str, executor: str) -> int:
         raise ConfigError(f"run {run_id} is {run.status.value}; it cannot be resumed",
                           code=RUN_NOT_RESUMABLE, details={"status": run.status.value})
     if run.status is RunStatus.FAILED_POLICY:
-        raise ConfigError(f"run {run_id} was stopped by an enforced policy; it is not resumed: "
-                          "`governance-pipeline incidents --run RUN_ID` shows why; start a new "
-                          "run once that is dealt with", code=RUN_NOT_RESUMABLE,
-                          details={"status": run.status.value})
+        return _finish_stopped(state, run)
     if not run.pipeline_path or not Path(run.pipeline_path).is_file():
         raise ConfigError(f"run {run_id}: its pipeline file {run.pipeline_path!r} is missing",
                           code=PIPELINE_CHANGED, details={"run_id": run_id})
     return _run_job(state, Path(run.pipeline_path), executor=executor, resume_run_id=run_id)
+
+
+def _finish_stopped(state: CliState, run: Run) -> int:
+    """A run stopped by policy is not resumed; if its process died before it published the rows
+    written before the stop, they are published now. Exit 3 either way: the run stays stopped."""
+    from governance_pipeline.engine.resume import RUN_NOT_RESUMABLE
+    from governance_pipeline.governance.policy.runtime import publish_stopped_run
+
+    with open_landscape(state.settings()) as landscape:
+        published, result = publish_stopped_run(landscape, run)
+    if not published:
+        raise ConfigError(f"run {run.run_id} was stopped by an enforced policy; it is not "
+                          "resumed: `governance-pipeline incidents --run RUN_ID` shows why; "
+                          "start a new run once that is dealt with", code=RUN_NOT_RESUMABLE,
+                          details={"status": run.status.value})
+    state.note(f"run {run.run_id} was stopped by an enforced policy; the rows written before "
+               "the stop were not yet published and now are (the run stays stopped)")
+    _report(state, result)
+    return int(ExitCode.POLICY_STOP)
 
 
 def _ids(values: list[str], shown: int = 4) -> str:

@@ -25,7 +25,7 @@ from governance_pipeline.contracts.ids import new_id
 from governance_pipeline.contracts.records import Incident, InflectionPoint
 from governance_pipeline.engine.trail import dumps
 from governance_pipeline.landscape.recorder import UnitOfWork
-from governance_pipeline.landscape.schema import checkpoints, token_outcomes
+from governance_pipeline.landscape.schema import artifacts, checkpoints, token_outcomes
 
 if TYPE_CHECKING:
     from governance_pipeline.engine.processor import ChunkProcessor
@@ -100,13 +100,25 @@ def record_stop(runner: Runner, uow: UnitOfWork, proc: ChunkProcessor) -> None:
                      "inflection_id": point.inflection_id})
 
 
-def publish_stopped_output(runner: Runner) -> None:
-    """Promote the rows written before the inflection point to the run's artifacts."""
+def output_published(runner: Runner) -> bool:
+    with runner.landscape.engine.connect() as conn:
+        return conn.execute(select(artifacts.c.artifact_id)
+                            .where(artifacts.c.run_id == runner.run_id).limit(1)).first() \
+            is not None
+
+
+def publish_stopped_output(runner: Runner) -> bool:
+    """Promote the rows written before the inflection point to the run's artifacts; False if
+    they already were. Safe to repeat after a crash between the stop and the promotion: a sink
+    that promoted its parts already reports its finished output."""
+    if output_published(runner):
+        return False
     with runner.recorder.unit(runner.run_id, seal=True) as uow:
-        artifacts = runner.promote_sinks(uow)
+        promoted = runner.promote_sinks(uow)
         uow.add(make_event("run.output_published", scope=runner.run_id, source="engine",
                            tenant_id=runner.ctx.config.tenant, timestamp=uow.now, payload={
                                "run_id": runner.run_id, "reason": "policy_stop",
                                "artifacts": [{"sink": a.sink_node_id, "path": a.path_or_uri,
                                               "rows": a.row_count, "sha256": a.content_hash}
-                                             for a in artifacts]}))
+                                             for a in promoted]}))
+    return True

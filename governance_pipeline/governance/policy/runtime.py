@@ -10,6 +10,7 @@ from governance_pipeline.contracts.hashing import canonical_json, sha256_hex
 from governance_pipeline.contracts.records import Run
 from governance_pipeline.engine.config import PipelineConfig
 from governance_pipeline.engine.context import uses_policies
+from governance_pipeline.engine.runner import RunResult
 from governance_pipeline.governance.policy.evaluator import SnapshotPolicy
 from governance_pipeline.governance.policy.snapshot import (
     SNAPSHOT_MISSING,
@@ -51,3 +52,20 @@ def policy_for_run(landscape: Landscape, run: Run, config: PipelineConfig) -> Sn
                 code=SNAPSHOT_MISSING, details={"run_id": run.run_id})
         return None
     return SnapshotPolicy(run.run_id, load_snapshot(landscape, run.policy_snapshot_id), config)
+
+
+def publish_stopped_run(landscape: Landscape, run: Run) -> tuple[bool, RunResult]:
+    """For a run stopped by policy whose process died before it promoted the rows written
+    before the stop: promote them now (the run stays stopped). False if already published."""
+    from governance_pipeline.engine.config import load_pipeline
+    from governance_pipeline.engine.context import RunContext
+    from governance_pipeline.engine.policy_stop import publish_stopped_output
+    from governance_pipeline.engine.runner import Runner
+
+    assert run.pipeline_path is not None
+    path = Path(run.pipeline_path)
+    config = load_pipeline(path)
+    ctx = RunContext.build(run.run_id, config, path.parent, landscape.clock,
+                           policy=policy_for_run(landscape, run, config))
+    runner = Runner(landscape, ctx)
+    return publish_stopped_output(runner), runner.result()
