@@ -134,3 +134,11 @@ def test_rule_fix_reads_lists_and_mappings() -> None:
     assert rule_fix(mapping, "p", "r") == "do this"
     assert rule_fix(POLICIES, "claims-guard", "no-such-rule") is None
     assert rule_fix(POLICIES, "no-such-policy", "max-amount") is None
+
+
+def test_rule_fix_reads_a_stored_policy_snapshot() -> None:
+    snapshot = {"format": 1, "policies": [{"policy": "note_privacy", "version": 1,
+                                           "definition": {"rules": [
+                                               {"id": "no-secrets", "fix": "Rotate it."}]}}]}
+    assert rule_fix(snapshot, "note_privacy", "no-secrets") == "Rotate it."
+    assert rule_fix(snapshot, "note_privacy", "no-such-rule") is None

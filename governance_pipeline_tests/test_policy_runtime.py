@@ -357,3 +357,17 @@ def test_validate_previews_the_snapshot_a_run_then_stores(landscape: Landscape,
     # Another default mode is another snapshot: the preview tells them apart.
     other = preview_policy(config, path.parent, env={}).describe()  # type: ignore[union-attr]
     assert other["snapshot_hash"] != described["snapshot_hash"]
+
+
+def test_the_debrief_of_a_real_stop_tells_what_happened_and_what_to_do(
+        landscape: Landscape, tmp_path: Path) -> None:
+    from governance_pipeline.governance.exports.debrief import build_debrief
+
+    result = execute(landscape, screening(tmp_path))
+    (found,) = list_incidents(landscape, run_id=result.run_id)
+    debrief = build_debrief(landscape, found.incident_id)
+    fix = next(r["fix"] for r in policy_doc()["rules"] if r["id"] == PLANTED[FIRST])
+    assert debrief.recommended_actions[0] == fix
+    assert f"row {FIRST}" in debrief.summary and debrief.risk_level == "critical"
+    assert debrief.business_impact.rows_written_before_stop == FIRST
+    assert "jane.doe@example.com" not in debrief.model_dump_json()

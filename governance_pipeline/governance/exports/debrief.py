@@ -157,8 +157,10 @@ def _timeline(run: Run, incident: Incident, point: InflectionPoint | None,
 def _actions(conn: Connection, run: Run, policy_id: str | None, rule_id: str | None,
              incident: Incident) -> list[str]:
     actions = []
-    fix = None
-    if run.policy_snapshot_id is not None and policy_id is not None:
+    # The stop records the violated rule's fix with the incident; else look it up in the run's
+    # policy snapshot.
+    fix = json.loads(incident.context_json).get("fix") if incident.context_json else None
+    if not fix and run.policy_snapshot_id is not None and policy_id is not None:
         snap = PolicySnapshotRecord.from_row(conn.execute(select(policy_snapshots).where(
             policy_snapshots.c.snapshot_id == run.policy_snapshot_id)).mappings().one())
         fix = rule_fix(json.loads(snap.policies_json), policy_id, rule_id)
@@ -176,8 +178,10 @@ def rule_fix(policies: Any, policy_id: str, rule_id: str | None) -> str | None:
     of policy id to policy; each policy with ``rules`` as a list or a mapping)."""
     if isinstance(policies, dict) and "policies" in policies:
         policies = policies["policies"]
+    # A stored snapshot lists {"policy": id, "definition": {... "rules": [...]}}.
     candidates = (policies.items() if isinstance(policies, dict)
-                  else ((p.get("id") or p.get("policy_id"), p) for p in policies
+                  else ((p.get("policy") or p.get("id") or p.get("policy_id"),
+                         p.get("definition", p)) for p in policies
                         if isinstance(p, dict)) if isinstance(policies, list) else ())
     for pid, policy in candidates:
         if pid != policy_id or not isinstance(policy, dict):
