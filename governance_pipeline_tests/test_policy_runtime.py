@@ -371,3 +371,26 @@ def test_the_debrief_of_a_real_stop_tells_what_happened_and_what_to_do(
     assert f"row {FIRST}" in debrief.summary and debrief.risk_level == "critical"
     assert debrief.business_impact.rows_written_before_stop == FIRST
     assert "jane.doe@example.com" not in debrief.model_dump_json()
+
+
+def test_the_evidence_pdf_lists_the_rules_not_their_deny_list_terms(landscape: Landscape,
+                                                                     tmp_path: Path) -> None:
+    import io
+
+    from pypdf import PdfReader
+
+    from governance_pipeline.governance.exports.evidence import build_evidence
+    from governance_pipeline.governance.exports.render_json import bundle_digest, render_json
+    from governance_pipeline.governance.exports.render_pdf import render_pdf
+    from governance_pipeline.governance.policy.text_rules import shipped_list
+
+    result = execute(landscape, screening(tmp_path))
+    bundle = build_evidence(landscape, result.run_id)
+    pdf = render_pdf(bundle, bundle_digest=bundle_digest(bundle))
+    text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
+    assert all(rule["id"] in text for rule in policy_doc()["rules"])
+    assert "bundle.json" in text
+    terms = shipped_list("profanity")
+    assert not [t for t in terms if f'"{t}"' in text]  # the list is in the JSON only
+    stored = orjson.loads(render_json(bundle))["policy_snapshot"]["policies_json"]
+    assert sum(f'"{t}"' in stored for t in terms) == len(terms)

@@ -118,7 +118,7 @@ def _evidence(b: EvidenceBundle) -> list[Flowable]:
         out += [facts([("Snapshot id", s.snapshot_id), ("Content hash", s.content_hash),
                        ("Policies", s.policy_count), ("Created", s.created_at)],
                       mono=("Snapshot id", "Content hash")),
-                Spacer(1, 4), lines(_pretty(s.policies_json))]
+                Spacer(1, 4), *_policy_rules(s.policies_json)]
     out += [_section(3, "Node graph"),
             table(["#", "Node", "Type", "Plugin", "Determinism", "Config hash"],
                   [[n.position, n.node_id, n.node_type, f"{n.plugin_name} {n.plugin_version}",
@@ -169,6 +169,27 @@ def _evidence(b: EvidenceBundle) -> list[Flowable]:
                     lines("\n".join(x.outcomes), limit=CELL)] for x in b.lineage],
                   [0.06, 0.52, 0.42])]
     return out
+
+
+def _policy_rules(text: str) -> list[Flowable]:
+    """A policy snapshot as a reader needs it: each policy's mode and each rule's kind,
+    severity and fix. Rule options (patterns, deny-list terms) stay in bundle.json, verbatim."""
+    try:
+        content = json.loads(text)
+        policies = content["policies"]
+        rows = [[p["policy"], f"v{p['version']} {p['mode']}", r["id"], r["kind"],
+                 r.get("severity", "-"), "yes" if r.get("blocks", True) else "no",
+                 r.get("fix", "")]
+                for p in policies for r in p["definition"]["rules"]]
+    except (ValueError, KeyError, TypeError):
+        return [lines(_pretty(text))]  # not the current snapshot format: shown as stored
+    note = para(f"Default mode {content.get('default_mode', '-')}; kill switch "
+                f"{'on' if content.get('kill_switch') else 'off'}. The full definitions "
+                "(patterns, thresholds, deny-list terms) are in bundle.json.")
+    if not rows:
+        return [note, para("No policy was attached to this run's nodes.")]
+    return [note, table(["Policy", "Mode", "Rule", "Kind", "Severity", "Blocks", "Fix"], rows,
+                        [0.12, 0.11, 0.15, 0.09, 0.08, 0.08, 0.37])]
 
 
 def _pretty(text: str) -> str:
