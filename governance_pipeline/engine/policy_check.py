@@ -62,8 +62,8 @@ def _subject(proc: ChunkProcessor, work: Work, node_id: str) -> PolicySubject:
     last = trail.last_state.get(work.token_id)
     state_id = last[1] if last is not None and last[0] == node_id else None
     calls, cost = trail.call_stats.get(state_id, (0, 0.0)) if state_id else (0, 0.0)
-    return PolicySubject(work.token_id, ids.row_index(work.row_id), work.row, state_id,
-                         calls, cost)
+    return PolicySubject(work.token_id, ids.row_index(work.row_id), work.row, calls, cost,
+                         state_id)
 
 
 def evaluate(proc: ChunkProcessor, hook: PolicyHook, node_id: str, works: list[Work]) -> None:

@@ -22,9 +22,9 @@ class PolicySubject:
     token_id: str
     row_index: int
     row: Mapping[str, Any]
-    state_id: str | None
-    calls: int = 0
-    call_cost: float = 0.0
+    calls: int = 0             # external calls the token's node state made
+    call_cost: float = 0.0     # their summed cost
+    state_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,20 +9,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from governance_pipeline.contracts.enums import Severity
+from governance_pipeline.engine.policy_hook import PolicySubject
 
 if TYPE_CHECKING:
     from governance_pipeline.governance.policy.counters import Counters
 
 
-@dataclass(frozen=True, slots=True)
-class Subject:
-    """What a rule sees of one token at one node."""
-
-    token_id: str
-    row_index: int
-    row: Mapping[str, Any]
-    calls: int = 0             # external calls the token's node state made
-    call_cost: float = 0.0     # their summed cost
+#: What a rule sees of one token at one node: the engine's subject, as the hook hands it over.
+Subject = PolicySubject
 
 
 @dataclass(frozen=True, slots=True)

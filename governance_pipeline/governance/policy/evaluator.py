@@ -24,7 +24,6 @@ from governance_pipeline.governance.policy.model import parse_policy
 from governance_pipeline.governance.policy.rules import (
     CompiledRule,
     Counters,
-    Subject,
     compile_policy,
 )
 from governance_pipeline.governance.policy.snapshot import StoredSnapshot, attached_policy_ids
@@ -111,10 +110,9 @@ class SnapshotPolicy:
     def evaluate(self, node_id: str, step_index: int, subjects: Sequence[PolicySubject], *,
                  now_iso: str, now_ts: float) -> PolicyVerdict:
         verdict = PolicyVerdict()
-        inputs = [Subject(s.token_id, s.row_index, s.row, s.calls, s.call_cost) for s in subjects]
         for ordinal, attached in enumerate(self._at.get(node_id, ())):
             rule = attached.rule
-            results = rule.evaluate(inputs, self.counters, now_ts)
+            results = rule.evaluate(subjects, self.counters, now_ts)
             for index, (subject, result) in enumerate(zip(subjects, results, strict=True)):
                 would_block = not result.passed and rule.blocks
                 decision_id = ids.decision_id(subject.token_id, step_index, ordinal)

@@ -30,7 +30,11 @@ from governance_pipeline.contracts.errors import (
 from governance_pipeline.contracts.hashing import CANONICAL_VERSION, canonical_json, sha256_hex
 from governance_pipeline.contracts.records import PolicySnapshotRecord
 from governance_pipeline.engine.config import PipelineConfig
-from governance_pipeline.governance.policy.model import PolicyFile, load_policy_file
+from governance_pipeline.governance.policy.model import (
+    PolicyFile,
+    effective_mode,
+    load_policy_file,
+)
 from governance_pipeline.governance.policy.text_rules import shipped_list
 from governance_pipeline.landscape.recorder import Recorder
 from governance_pipeline.landscape.schema import GLOBAL_SCOPE, policy_snapshots
@@ -89,10 +93,7 @@ class ModeSettings:
         return cls(default, _flag(env.get(ENV_KILL_SWITCH)))
 
     def effective(self, declared: PolicyMode | None) -> PolicyMode:
-        mode = declared or self.default
-        if self.kill_switch and mode is PolicyMode.ENFORCED:
-            return PolicyMode.ADVISORY
-        return mode
+        return effective_mode(declared, default=self.default, kill_switch=self.kill_switch)
 
 
 def attached_policy_ids(config: PipelineConfig) -> dict[str, list[str]]:
