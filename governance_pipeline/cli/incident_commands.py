@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import getpass
-import os
-
 import click
 
 from governance_pipeline.cli.access import open_landscape
+from governance_pipeline.cli.approval_commands import default_actor
 from governance_pipeline.cli.output import CliState, reporting, table
 from governance_pipeline.contracts.enums import IncidentStatus
 from governance_pipeline.governance.policy.incidents import (
@@ -17,10 +15,6 @@ from governance_pipeline.governance.policy.incidents import (
     list_incidents,
     update_incident,
 )
-
-
-def _actor(actor: str | None) -> str:
-    return actor or os.environ.get("GOVERNANCE_ACTOR") or getpass.getuser()
 
 
 @click.command("incidents")
@@ -46,7 +40,7 @@ def incidents_cmd(state: CliState, incident_id: str | None, run_id: str | None,
             update_incident(landscape, incident_id,
                             status=(IncidentStatus.RESOLVED if resolution
                                     else IncidentStatus.ACKNOWLEDGED),
-                            actor=_actor(actor), note=resolution)
+                            actor=actor or default_actor(), note=resolution)
         view = get_incident(landscape, incident_id)
     if state.json:
         state.emit(view.as_dict())

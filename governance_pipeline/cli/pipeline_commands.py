@@ -6,13 +6,13 @@
 
 from __future__ import annotations
 
-import getpass
 import os
 from pathlib import Path
 
 import click
 
 from governance_pipeline.cli.access import open_landscape
+from governance_pipeline.cli.approval_commands import default_actor
 from governance_pipeline.cli.ir_report import report_lines, validation_report
 from governance_pipeline.cli.output import CliState, reporting, table
 from governance_pipeline.contracts.clock import SYSTEM_CLOCK
@@ -23,9 +23,9 @@ from governance_pipeline.contracts.settings import Settings
 from governance_pipeline.engine.config import PipelineConfig, load_pipeline
 from governance_pipeline.engine.context import RunContext
 from governance_pipeline.engine.runner import RunResult, config_hash
-from governance_pipeline.governance.policy.runtime import preview_policy
 from governance_pipeline.governance.ir.record import record_validation
 from governance_pipeline.governance.ir.risk import Outcome, rejection, validate_ir
+from governance_pipeline.governance.policy.runtime import preview_policy
 from governance_pipeline.landscape.explain import Explanation, explain
 
 
@@ -124,7 +124,7 @@ def _run_job(state: CliState, path: Path, *, executor: str,
     config = local.run_config(resume_run_id=resume_run_id, executor=executor,
                               log_level="WARNING" if state.json else "INFO",
                               policy_mode=policy_mode, approval_token=approval_token,
-                              actor=os.environ.get("GOVERNANCE_ACTOR") or getpass.getuser())
+                              actor=default_actor())
     with open_landscape(settings) as landscape, local.open_instance(settings) as instance:
         job_run, result = local.execute_pipeline(instance, path, config,
                                                  tags={"governance/launched_by": "cli"})

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -79,11 +80,12 @@ class RuleHead:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RowRule(RuleHead):
+class RowRule(RuleHead, ABC):
     """A rule that judges each row on its own: no counters, no clock."""
 
+    @abstractmethod
     def check(self, row: Mapping[str, Any]) -> RuleVerdict:
-        raise NotImplementedError
+        """The verdict on one row."""
 
     def evaluate(self, subjects: Sequence[Subject], counters: Counters,
                  now: float) -> list[RuleVerdict]:
