@@ -54,7 +54,7 @@ from governance_pipeline.governance.exports.checkpoint import (
 from governance_pipeline.governance.exports.clearance import ExportClearance
 from governance_pipeline.governance.exports.debrief import build_debrief
 from governance_pipeline.governance.exports.evidence import build_evidence
-from governance_pipeline.governance.exports.models import Bundle
+from governance_pipeline.governance.exports.models import Bundle, EvidenceBundle, SOC2Bundle
 from governance_pipeline.governance.exports.preview import preview_markdown
 from governance_pipeline.governance.exports.proofs import inclusion_proofs
 from governance_pipeline.governance.exports.render_json import (
@@ -246,6 +246,24 @@ def build_bundle(landscape: Landscape, plan: ExportPlan) -> Bundle:
     return build_debrief(landscape, plan.subject)
 
 
+def attested_facts(bundle: Bundle) -> dict[str, Any]:
+    """What the bundle attestation's predicate says of the content, beside the manifest's facts:
+    the period, run and incident ids, policy snapshot hash and ledger heads, as the bundle has
+    them (docs/evidence.md#the-attestation-predicate)."""
+    facts: dict[str, Any] = {
+        "ledger_heads": [h.model_dump(mode="json") for h in bundle.ledger_heads],
+        "period": None, "run_ids": [], "incident_id": None, "policy_snapshot_hash": None}
+    if isinstance(bundle, EvidenceBundle):
+        facts["run_ids"] = [bundle.run.run_id]
+        if bundle.policy_snapshot is not None:
+            facts["policy_snapshot_hash"] = bundle.policy_snapshot.content_hash
+    elif isinstance(bundle, SOC2Bundle):
+        facts.update(period=bundle.subject, run_ids=list(bundle.run_ids))
+    else:
+        facts.update(run_ids=[bundle.run_id], incident_id=bundle.subject)
+    return facts
+
+
 def write_export(landscape: Landscape, plan: ExportPlan,
                  clearance: ExportClearance) -> ExportResult:
     """Build, prove, write and record the bundle ``clearance`` lets through."""
@@ -269,7 +287,8 @@ def write_export(landscape: Landscape, plan: ExportPlan,
     files = {JSON_FILE: content, PDF_FILE: render_pdf(bundle, bundle_digest=digest)}
     written = write_bundle(plan.out_dir, files, kind=plan.kind, subject=plan.subject,
                            clearance=clearance, signer=landscape.signer, checkpoint=checkpoint,
-                           proofs=proofs, created_at=to_iso(landscape.clock.now()))
+                           proofs=proofs, created_at=to_iso(landscape.clock.now()),
+                           about=attested_facts(bundle))
     record_export_written(landscape, clearance, path=str(written.path),
                           bundle_digest=written.bundle_digest)
     return ExportResult(export_id=clearance.export_id, approval_id=clearance.approval_id,
