@@ -38,6 +38,7 @@ from governance_pipeline.governance.exports.bundle_format import (
     BundleManifest,
 )
 from governance_pipeline.governance.exports.proofs import verify_proof
+from governance_pipeline.governance.exports.verify_approvals import approval_problems
 from governance_pipeline.landscape.keys import PublicKey
 
 BUNDLE_INVALID = register(
@@ -48,7 +49,9 @@ BUNDLE_INVALID = register(
     ExitCode.INTEGRITY)
 
 FILE, MANIFEST, SIGNATURE, KEY, PROOF = "file", "manifest", "signature", "key", "proof"
-ATTESTATION = "attestation"
+ATTESTATION, APPROVAL = "attestation", "approval"
+#: The content file whose approvals (evidence and SOC 2 bundles) are checked for signatures.
+CONTENT_JSON = "bundle.json"
 
 FIXES = {
     FILE: "the file was changed, removed or added after signing: get an untouched copy of the "
@@ -64,6 +67,8 @@ FIXES = {
     ATTESTATION: "attestation.intoto.json does not match the bundle (a file was changed, added or "
                  "removed after signing) or is not signed by the bundle's key: get an untouched "
                  "copy from the producer",
+    APPROVAL: "the approval decision is not signed as its ladder requires, or not by a key the "
+              "ladder lists: treat the approver's identity as unproven and ask the producer",
 }
 
 
@@ -136,6 +141,7 @@ def verify_bundle(path: Path, *, trusted_key: PublicKey | None = None) -> Bundle
         files = _check_files(path, manifest, report)
         proofs = _check_proofs(path, manifest, trusted_key or key, report)
     _check_attestation(path, manifest, trusted_key or key, report)
+    _check_approvals(path, manifest, report)
     return BundleVerification(path, report.findings, key.key_id if key else None, files, proofs,
                               manifest)
 
@@ -302,3 +308,17 @@ def _check_attestation(path: Path, manifest: BundleManifest | None, key: PublicK
         if digest != want:
             report.add(ATTESTATION, name, "subject digest mismatch: its sha256 differs from the "
                        "attestation", expected=want, actual=digest)
+
+
+def _check_approvals(path: Path, manifest: BundleManifest | None, report: _Report) -> None:
+    if manifest is None or CONTENT_JSON not in manifest.files:
+        return
+    target = path / CONTENT_JSON
+    if not target.is_file() or target.is_symlink():
+        return  # reported by the file checks
+    try:
+        doc = json.loads(target.read_bytes())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return  # not a bundle document of ours (a digest mismatch is reported elsewhere)
+    for item, message in approval_problems(doc):
+        report.add(APPROVAL, CONTENT_JSON, message, item=item)
