@@ -39,6 +39,7 @@ from governance_pipeline.contracts.errors import (
     NotFoundError,
     register,
 )
+from governance_pipeline.contracts.hashing import sha256_hex
 from governance_pipeline.contracts.records import Incident
 from governance_pipeline.governance.approvals.export_guard import record_export_written
 from governance_pipeline.governance.exports.bundle_dir import (
@@ -54,7 +55,13 @@ from governance_pipeline.governance.exports.checkpoint import (
 from governance_pipeline.governance.exports.clearance import ExportClearance
 from governance_pipeline.governance.exports.debrief import build_debrief
 from governance_pipeline.governance.exports.evidence import build_evidence
+from governance_pipeline.governance.exports.bundle_format import json_bytes
 from governance_pipeline.governance.exports.models import Bundle, EvidenceBundle, SOC2Bundle
+from governance_pipeline.governance.exports.oscal import (
+    OSCAL_FILE,
+    OSCAL_KIND_UNSUPPORTED,
+    assessment_results,
+)
 from governance_pipeline.governance.exports.preview import preview_markdown
 from governance_pipeline.governance.exports.proofs import inclusion_proofs
 from governance_pipeline.governance.exports.render_json import (
@@ -264,9 +271,13 @@ def attested_facts(bundle: Bundle) -> dict[str, Any]:
     return facts
 
 
-def write_export(landscape: Landscape, plan: ExportPlan,
-                 clearance: ExportClearance) -> ExportResult:
-    """Build, prove, write and record the bundle ``clearance`` lets through."""
+def write_export(landscape: Landscape, plan: ExportPlan, clearance: ExportClearance, *,
+                 oscal: bool = False) -> ExportResult:
+    """Build, prove, write and record the bundle ``clearance`` lets through; ``oscal`` adds
+    the OSCAL assessment-results document (SOC 2 only, GP-OSCAL-001 otherwise)."""
+    if oscal and plan.kind is not ExportKind.SOC2:
+        raise ConfigError(f"a {plan.kind.value} bundle has no OSCAL form",
+                          code=OSCAL_KIND_UNSUPPORTED)
     if (clearance.kind, clearance.subject, clearance.tenant_id) != \
             (plan.kind, plan.subject, plan.tenant_id):
         raise ConfigError(f"the clearance is for {clearance.kind.value} {clearance.subject} "
@@ -285,6 +296,10 @@ def write_export(landscape: Landscape, plan: ExportPlan,
     content = render_json(bundle)
     digest = bundle_digest(bundle)
     files = {JSON_FILE: content, PDF_FILE: render_pdf(bundle, bundle_digest=digest)}
+    if oscal:
+        evidence = {name: sha256_hex(data) for name, data in files.items()}
+        files[OSCAL_FILE] = json_bytes(assessment_results(bundle, evidence,
+                                                          content_digest=digest))
     written = write_bundle(plan.out_dir, files, kind=plan.kind, subject=plan.subject,
                            clearance=clearance, signer=landscape.signer, checkpoint=checkpoint,
                            proofs=proofs, created_at=to_iso(landscape.clock.now()),
