@@ -85,7 +85,8 @@ def approval_info(conn: Connection, a: Approval) -> ApprovalInfo:
         key_fingerprint=r["key_fingerprint"]) for r in conn.execute(
         select(approval_signatures).where(approval_signatures.c.approval_id == a.approval_id)
     ).mappings()}
-    mode = orjson.loads(a.ladder_json).get("signatures") or "unsigned"
+    ladder = orjson.loads(a.ladder_json)
+    mode = (ladder.get("signatures") if isinstance(ladder, dict) else None) or "unsigned"
     return ApprovalInfo(
         signatures=mode, ladder_json=a.ladder_json,
         approval_id=a.approval_id, subject_type=a.subject_type, subject_hash=a.subject_hash,

@@ -42,6 +42,8 @@ def _approval(a: dict[str, Any]) -> list[Problem]:
         ladder = json.loads(a.get("ladder_json") or "{}")
     except json.JSONDecodeError:
         return [(aid, "ladder_json is not JSON")]
+    if not isinstance(ladder, dict):
+        ladder = {}
     mode = ladder.get("signatures") or "unsigned"
     if a.get("signatures", "unsigned") != mode:
         return [(aid, f"the bundle says signatures {a.get('signatures')!r}, its stored ladder "
