@@ -12,7 +12,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,3 +228,23 @@ def test_a_predicate_that_disagrees_with_the_manifest_is_rejected(bundle: Path,
                                                                   built: Built) -> None:
     resign(bundle, built.signer, lambda d: d["predicate"].update(subject="another-run"))
     assert_attestation_rejected(bundle, ATTESTATION_FILE, "predicate.subject differs")
+
+
+def test_the_securesystemslib_check_in_the_docs_works(bundle: Path, built: Built,
+                                                      tmp_path: Path) -> None:
+    page = (Path(__file__).resolve().parents[1] / "docs" / "evidence.md").read_text()
+    section = page.split("## The attestation (in-toto / DSSE)", 1)[1]
+    snippet = re.search(r"```python\n(.*?)```", section, re.S)
+    assert snippet is not None
+    key = tmp_path / "published.pem"
+    key.write_bytes(built.signer.public.pem())
+    script = tmp_path / "check.py"
+    script.write_text(snippet.group(1).replace("BUNDLE_DIR", str(bundle))
+                      .replace("PUBLISHED_KEY.pem", str(key)))
+
+    def run() -> int:
+        return subprocess.run([sys.executable, str(script)], capture_output=True,
+                              timeout=60, check=False).returncode
+    assert run() == 0
+    (bundle / "extra.txt").write_bytes(b"added\n")
+    assert run() != 0
