@@ -11,6 +11,7 @@ what it cannot.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from collections.abc import Iterator
@@ -128,6 +129,15 @@ def test_it_sits_beside_the_json_and_pdf_and_the_bundle_verifies(
     assert OSCAL_FILE in manifest["files"]
     code, verified = cli(capsys, "verify-bundle", str(exported.out))
     assert code == 0 and verified["ok"], verified
+    # the attestation covers the OSCAL file too, and its predicate states the period and runs
+    envelope = json.loads((exported.out / "attestation.intoto.json").read_bytes())
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    assert OSCAL_FILE in {s["name"] for s in statement["subject"]}
+    content = json.loads((exported.out / "bundle.json").read_bytes())
+    predicate = statement["predicate"]
+    assert (predicate["kind"], predicate["period"], predicate["run_ids"]) == \
+        ("soc2", "2026-01", content["run_ids"]) and content["run_ids"]
+    assert predicate["ledger_heads"] == content["ledger_heads"]
 
 
 def test_observations_map_the_controls_and_point_at_files_by_digest(exported: Exported) -> None:
