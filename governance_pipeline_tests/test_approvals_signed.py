@@ -246,3 +246,35 @@ def test_cli_subprocess_signs_with_an_openssh_key(tmp_path: Path, db_url: str) -
     assert code == 0 and doc["approval"]["status"] == "approved", doc
     assert doc["approval"]["decisions"][0]["key_fingerprint"] == fingerprint(
         KEYS["carl"].public_key())
+
+
+def test_private_keys_load_from_openssh_and_pem_and_bad_ones_are_refused(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from governance_pipeline.governance.approvals.decision_keys import load_private_key
+
+    key = KEYS["olga"]
+    good = {"openssh": key.private_bytes(serialization.Encoding.PEM,
+                                         serialization.PrivateFormat.OpenSSH,
+                                         serialization.NoEncryption()),
+            "pkcs8": key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption())}
+    for name, data in good.items():
+        (tmp_path / name).write_bytes(data)
+        assert fingerprint(load_private_key(tmp_path / name).public_key()) == \
+            fingerprint(key.public_key())
+    bad = {"passphrase": key.private_bytes(  # (OpenSSH encryption would need bcrypt)
+               serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+               serialization.BestAvailableEncryption(b"secret")),
+           "rsa": rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+               serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+               serialization.NoEncryption()),
+           "garbage": b"not a key\n"}
+    for name, data in bad.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ConfigError) as err:
+            load_private_key(tmp_path / name)
+        assert err.value.code.code == "GP-SIGN-005", name
+    with pytest.raises(ConfigError):
+        load_private_key(tmp_path / "missing")
