@@ -57,14 +57,15 @@ def test_bundle_holds_every_file_with_a_signed_manifest(landscape: Landscape, ru
     result = build_bundle(landscape, run, out)
     assert verify(landscape).ok  # building a bundle left the audit trail intact
     on_disk = {k: v for k, v in tree_bytes(out).items() if v is not None}
-    assert set(on_disk) == set(content_files(run.run_id)) | OWN_FILES | {"manifest.json",
-                                                                        "manifest.sig"}
+    assert set(on_disk) == set(content_files(run.run_id)) | OWN_FILES | {
+        "manifest.json", "manifest.sig", "attestation.intoto.json"}
     body = on_disk["manifest.json"]
     manifest = json.loads(body)
     assert result.bundle_digest == hashlib.sha256(body).hexdigest()
     assert manifest["files"] == {
         name: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
-        for name, data in on_disk.items() if name not in ("manifest.json", "manifest.sig")}
+        for name, data in on_disk.items()
+        if name not in ("manifest.json", "manifest.sig", "attestation.intoto.json")}
     assert {k: v.model_dump() for k, v in result.files.items()} == manifest["files"]
     for name, data in content_files(run.run_id).items():
         assert on_disk[name] == data

@@ -168,14 +168,29 @@ def request_cmd(state: CliState, pipeline: Path | None, export: str | None,
 @click.argument("decision", type=click.Choice([d.value for d in Decision]))
 @click.option("--role", required=True, help="The role you act for (the active stage's role).")
 @click.option("--reason", default=None)
+@click.option("--key", "key_file", default=None,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="Sign the decision with this Ed25519 private key (OpenSSH or PEM); "
+                   "required by a signed ladder.")
 @_ACTOR
 def decide_cmd(state: CliState, approval_id: str, decision: str, role: str,
-               reason: str | None, actor: str | None) -> int:
-    """Approve or reject the active stage of a request."""
+               reason: str | None, key_file: Path | None, actor: str | None) -> int:
+    """Approve or reject the active stage of a request (signed with --key)."""
+    from governance_pipeline.governance.approvals.decision_keys import (
+        load_private_key,
+        sign_decision,
+    )
+
+    who = actor or default_actor()
+    private = load_private_key(key_file) if key_file is not None else None
     with open_landscape(state.settings()) as landscape:
-        view = ApprovalService(landscape).decide(approval_id, actor=actor or default_actor(),
-                                                 role=role, decision=Decision(decision),
-                                                 reason=reason)
+        service = ApprovalService(landscape)
+        signed = None
+        if private is not None:
+            signed = sign_decision(service.decision_statement(
+                approval_id, actor=who, role=role, decision=Decision(decision)), private)
+        view = service.decide(approval_id, actor=who, role=role, decision=Decision(decision),
+                              reason=reason, signed=signed)
     return _emit_view(state, "decide", view)
 
 

@@ -92,13 +92,16 @@ def evidence_cmd(state: CliState, run_id: str, out: Path | None, approval_token:
 @click.option("--tenant", default=None,
               help="Restrict the bundle to one tenant (export subject YYYY-MM/<tenant>); by "
                    "default it covers every tenant under the 'default' tenant's approval.")
+@click.option("--format", "fmt", type=click.Choice(["json", "oscal"]), default="json",
+              show_default=True, help="json: bundle.json + bundle.pdf; oscal: also "
+                                      "bundle.oscal.json (OSCAL 1.2 assessment-results).")
 @_OUT
 @_TOKEN
 @_ACTOR
 @export_surface("cli:export soc2")
-def soc2_cmd(state: CliState, period: str, tenant: str | None, out: Path | None,
+def soc2_cmd(state: CliState, period: str, tenant: str | None, fmt: str, out: Path | None,
              approval_token: str | None, actor: str | None) -> int:
-    """The SOC 2 controls bundle of one month."""
+    """The SOC 2 controls bundle of one month (--format oscal adds the OSCAL document)."""
     subject = soc2_subject(period, tenant)
     with open_landscape(state.settings()) as landscape:
         plan = plan_export(landscape, ExportKind.SOC2, period, tenant=tenant,
@@ -106,7 +109,7 @@ def soc2_cmd(state: CliState, period: str, tenant: str | None, out: Path | None,
         clearance = guard_export(landscape, **plan.guard_args(), surface="cli:export soc2",
                                  requested_by=actor or default_actor(),
                                  approval_token=approval_token)
-        result = write_export(landscape, plan, clearance)
+        result = write_export(landscape, plan, clearance, oscal=fmt == "oscal")
     return _report(state, "export soc2", result)
 
 

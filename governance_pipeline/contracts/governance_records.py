@@ -168,6 +168,19 @@ class ApprovalDecisionRecord(AuditRecord):
 
 
 @dataclass(frozen=True, slots=True)
+class ApprovalSignature(AuditRecord):
+    """The signed statement behind one decision (docs/approvals.md#signed-decisions)."""
+
+    TABLE: ClassVar[str] = "approval_signatures"
+    decision_id: str
+    approval_id: str
+    statement_json: str  # RFC 8785 canonical JSON: exactly the signed bytes
+    signature: str       # base64 Ed25519 signature over statement_json
+    key_fingerprint: str  # OpenSSH SHA256 fingerprint of the approver's key
+    signed_at: str
+
+
+@dataclass(frozen=True, slots=True)
 class ApprovalDelegation(AuditRecord):
     TABLE: ClassVar[str] = "approval_delegations"
     delegation_id: str

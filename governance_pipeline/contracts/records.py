@@ -358,6 +358,7 @@ from governance_pipeline.contracts.governance_records import (  # noqa: E402
     Approval as Approval,
     ApprovalDecisionRecord as ApprovalDecisionRecord,
     ApprovalDelegation as ApprovalDelegation,
+    ApprovalSignature as ApprovalSignature,
     ApprovalStage as ApprovalStage,
     ExportRecord as ExportRecord,
     Incident as Incident,

@@ -382,6 +382,7 @@ Index(None, validation_errors.c.run_id)
 from governance_pipeline.landscape.schema_governance import (  # noqa: E402
     approval_decisions,
     approval_delegations,
+    approval_signatures,
     approval_stages,
     approvals,
     event_deliveries as event_deliveries,  # not ledgered: re-exported for its readers
@@ -445,7 +446,7 @@ _RUN_SCOPED = (runs, nodes, edges, rows, tokens, token_parents, node_states, tok
                operations, calls, routing_events, batches, batch_members, artifacts, checkpoints,
                validation_errors, policy_decisions, inflection_points, incidents)
 _GLOBAL = (policy_snapshots, approvals, approval_stages, approval_decisions, approval_delegations,
-           exports)
+           exports, approval_signatures)
 
 
 def _spec(table: Table, scope_column: str | None) -> LedgerSpec:

@@ -169,6 +169,18 @@ approval_decisions = Table(
     _in("decision", Decision),
 )
 
+# One signed statement per signed decision (migration 0007); unsigned decisions have no row.
+approval_signatures = Table(
+    "approval_signatures", metadata,
+    _key("decision_id", ForeignKey("approval_decisions.decision_id"), primary_key=True),
+    _key("approval_id", ForeignKey("approvals.approval_id"), nullable=False),
+    Column("statement_json", Text, nullable=False),
+    Column("signature", String(128), nullable=False),
+    Column("key_fingerprint", String(64), nullable=False),
+    _ts("signed_at"),
+)
+Index(None, approval_signatures.c.approval_id)
+
 approval_delegations = Table(
     "approval_delegations", metadata,
     _key("delegation_id", primary_key=True),

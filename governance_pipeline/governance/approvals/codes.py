@@ -70,6 +70,29 @@ EXPORT_APPROVAL_REQUIRED = register(
     "it, then repeat the export with --approval-token TOKEN.",
     ExitCode.BLOCKED)
 
+# Signed decisions (docs/approvals.md#signed-decisions). Each refusal is recorded as an
+# ``approval.decision_refused`` event; the request itself is left as it was.
+UNSIGNED_DECISION = register(
+    "GP-SIGN-001", "This ladder requires signed decisions and the decision is unsigned",
+    "Sign it with your private key: `approvals decide APPROVAL_ID approve --role ROLE --key "
+    "~/.ssh/id_ed25519` (the key whose public half the ladder lists for you).",
+    ExitCode.INVALID_INPUT)
+SIGNING_KEY_NOT_LISTED = register(
+    "GP-SIGN-002", "The decision is signed by a key the ladder does not list for this approver",
+    "Sign with the key the ladder file lists for you in this stage (`approvals show "
+    "APPROVAL_ID --json` shows the stored ladder; `ssh-keygen -lf KEY.pub` prints a key's "
+    "fingerprint); a new key must be added to the ladder file and the approval requested again.",
+    ExitCode.INVALID_INPUT)
+SIGNATURE_REPLAYED = register(
+    "GP-SIGN-003", "The signed statement is for another approval, round, stage or decision",
+    "A signature is valid only for the approval, round, stage, decision, subject and actor it "
+    "names: sign this decision afresh (`approvals decide ... --key FILE`) instead of reusing "
+    "an earlier one.", ExitCode.INVALID_INPUT)
+SIGNATURE_INVALID = register(
+    "GP-SIGN-004", "The decision's signature does not verify",
+    "The statement was changed after signing or the signature is corrupt: sign the decision "
+    "again with `approvals decide ... --key FILE`.", ExitCode.INVALID_INPUT)
+
 
 class InvalidReason(StrEnum):
     """Why a token could not be consumed (payload ``reason`` of ``ir.approval_invalid``)."""

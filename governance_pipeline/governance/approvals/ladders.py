@@ -6,6 +6,11 @@ mapping name → ``{stages: [...]}``) adds ladders or replaces built-ins of the 
 built-in approver names are placeholders: a deployment names its real approvers in that file.
 A request stores the ladder it was made under (``approvals.ladder_json``), so a later change of
 the file never changes who may decide an open request.
+
+A stage may name each approver's Ed25519 public key (``keys: {approver: "ssh-ed25519 AAAA..."}``,
+OpenSSH or PEM). A ladder whose approvers have keys requires signed decisions (``signatures:
+required``, the default then); ``signatures: unsigned`` is the documented demo mode, and so is a
+ladder without keys. The stored ladder keeps the keys, so bundles can check signatures offline.
 """
 
 from __future__ import annotations
@@ -13,12 +18,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from governance_pipeline.contracts.errors import ConfigError, ExitCode, register
+from governance_pipeline.contracts.errors import ConfigError, ExitCode, GovernanceError, register
+from governance_pipeline.governance.approvals.decision_keys import load_public_key
 
 LADDERS_ENV = "GOVERNANCE_LADDERS_FILE"
 
@@ -44,6 +50,20 @@ class StageSpec(_Model):
     approvers: list[_Name] = Field(min_length=1)
     quorum: int = Field(default=1, ge=1)
     sla_seconds: int = Field(default=86_400, gt=0)
+    #: approver → Ed25519 public key (OpenSSH ``ssh-ed25519 AAAA... comment`` line, or PEM)
+    keys: dict[_Name, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _keys_of_listed_approvers(self) -> StageSpec:
+        for name, text in self.keys.items():
+            if name not in self.approvers:
+                raise ValueError(f"stage '{self.name}' lists a key for '{name}', who is not "
+                                 "one of its approvers")
+            try:
+                load_public_key(text)
+            except GovernanceError as exc:
+                raise ValueError(f"stage '{self.name}', key of '{name}': {exc}") from None
+        return self
 
     @model_validator(mode="after")
     def _quorum_reachable(self) -> StageSpec:
@@ -55,8 +75,34 @@ class StageSpec(_Model):
         return self
 
 
+SignatureMode = Literal["required", "unsigned"]
+
+
 class LadderSpec(_Model):
     stages: list[StageSpec] = Field(min_length=1)
+    #: None: ``required`` when any approver has a key, else ``unsigned``
+    signatures: SignatureMode | None = None
+
+    @property
+    def signature_mode(self) -> SignatureMode:
+        if self.signatures is not None:
+            return self.signatures
+        return "required" if any(s.keys for s in self.stages) else "unsigned"
+
+    @model_validator(mode="after")
+    def _signers_have_keys(self) -> LadderSpec:
+        if self.signature_mode == "required":
+            missing = [f"{s.name}/{a}" for s in self.stages for a in s.approvers
+                       if a not in s.keys]
+            if missing:
+                raise ValueError("signatures: required, but these approvers have no key: "
+                                 + ", ".join(missing))
+        return self
+
+    def stored(self, name: str) -> dict[str, Any]:
+        """The ladder as a request stores it (``approvals.ladder_json``) and bundles copy it."""
+        return {"name": name, "signatures": self.signature_mode,
+                "stages": [s.model_dump() for s in self.stages]}
 
     @model_validator(mode="after")
     def _unique_stage_names(self) -> LadderSpec:

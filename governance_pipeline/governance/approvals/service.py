@@ -22,6 +22,7 @@ from governance_pipeline.contracts.records import (
     Approval,
     ApprovalDecisionRecord,
     ApprovalDelegation,
+    ApprovalSignature,
     ApprovalStage,
 )
 from governance_pipeline.landscape.recorder import Recorder, UnitOfWork
@@ -34,7 +35,12 @@ from governance_pipeline.governance.approvals.codes import (
     DELEGATION_REFUSED,
     NOT_OPEN,
 )
+from governance_pipeline.governance.approvals.decision_keys import SignedDecision
 from governance_pipeline.governance.approvals.ladders import LadderCatalog, load_ladders
+from governance_pipeline.governance.approvals.signature_check import (
+    check_signature,
+    expected_statement,
+)
 from governance_pipeline.governance.approvals.views import ApprovalView, list_views, load_view
 
 SubjectType = Literal["pipeline", "export"]
@@ -91,7 +97,7 @@ class ApprovalService:
         now = to_iso(moment)
         expires = to_iso(moment + timedelta(seconds=ttl))
         raw = tokens.new_token()
-        ladder_doc = {"name": ladder_name, "stages": [s.model_dump() for s in spec.stages]}
+        ladder_doc = spec.stored(ladder_name)
         approval = Approval(
             approval_id=new_id("appr_"), tenant_id=tenant_id, subject_type=subject_type,
             subject_hash=subject_hash, subject_ref=subject_ref, requested_by=requested_by,
@@ -118,14 +124,31 @@ class ApprovalService:
         return approval, raw
 
     # -- decide ------------------------------------------------------------------------------------
+    def decision_statement(self, approval_id: str, *, actor: str, role: str,
+                           decision: Decision) -> dict[str, Any]:
+        """What ``actor`` signs to take ``decision`` on the active stage now."""
+        view = self.get(approval_id)
+        stage = self._decidable_stage(view, role)
+        return expected_statement(view, stage, actor=actor, role=role, decision=decision,
+                                  signed_at=self.now())
+
     def decide(self, approval_id: str, *, actor: str, role: str, decision: Decision,
-               reason: str | None = None) -> ApprovalView:
+               reason: str | None = None, signed: SignedDecision | None = None) -> ApprovalView:
         """Record ``actor``'s decision on the active stage; a quorum of approvals completes it
-        and activates the next, a rejection rejects the whole request."""
+        and activates the next, a rejection rejects the whole request. Under a signed ladder
+        ``signed`` must be the actor's signature over this decision's statement; a missing or
+        wrong one is refused (GP-SIGN-*), recorded as an ``approval.decision_refused`` event."""
         decision = Decision(decision)
         view = self.get(approval_id)
         stage = self._decidable_stage(view, role)
         delegated_from = self._eligibility(view, stage, actor, decision)
+        try:
+            check_signature(view, stage, actor=actor, role=role, decision=decision,
+                            delegated=delegated_from is not None, signed=signed)
+        except GovernanceError as exc:
+            self._record_refusal(view, stage, exc, actor=actor, role=role, decision=decision,
+                                 signed=signed)
+            raise
         a = view.approval
         with self.recorder.unit(GLOBAL_SCOPE) as uow:
             _guard_open(uow, a)
@@ -136,6 +159,12 @@ class ApprovalService:
                 round=a.round, actor=actor, role=role, decision=decision, reason=reason,
                 delegated_from=delegated_from, decided_at=uow.now)
             uow.add(record)
+            if signed is not None:
+                uow.add(ApprovalSignature(
+                    decision_id=record.decision_id, approval_id=a.approval_id,
+                    statement_json=signed.message.decode("utf-8"), signature=signed.signature,
+                    key_fingerprint=signed.key_fingerprint,
+                    signed_at=str(signed.statement["signed_at"])))
             uow.add(self._event(emit.DECIDED, a, uow.now, stage=stage.name, role=role,
                                 actor=actor, decision=decision.value, reason=reason,
                                 delegated_from=delegated_from, round=a.round))
@@ -145,6 +174,17 @@ class ApprovalService:
                 self._complete(uow, view, stage, StageStatus.APPROVED)
         self._settle(approval_id)
         return self.get(approval_id)
+
+    def _record_refusal(self, view: ApprovalView, stage: ApprovalStage, exc: GovernanceError,
+                        *, actor: str, role: str, decision: Decision,
+                        signed: SignedDecision | None) -> None:
+        """The refused attempt goes into the trail; the request itself is not touched."""
+        with self.recorder.unit(GLOBAL_SCOPE) as uow:
+            uow.add(self._event(emit.DECISION_REFUSED, view.approval, uow.now, stage=stage.name,
+                                role=role, actor=actor, decision=decision.value,
+                                round=view.approval.round, code=exc.code.code,
+                                reason=str(exc), key_fingerprint=signed.key_fingerprint
+                                if signed else None))
 
     def _decidable_stage(self, view: ApprovalView, role: str) -> ApprovalStage:
         if view.approval.status is not ApprovalStatus.PENDING:

@@ -13,11 +13,13 @@ from governance_pipeline.contracts.records import (
     Approval,
     ApprovalDecisionRecord,
     ApprovalDelegation,
+    ApprovalSignature,
     ApprovalStage,
 )
 from governance_pipeline.landscape.schema import (
     approval_decisions,
     approval_delegations,
+    approval_signatures,
     approval_stages,
     approvals,
 )
@@ -33,10 +35,14 @@ class ApprovalView:
     stages: tuple[ApprovalStage, ...]
     decisions: tuple[ApprovalDecisionRecord, ...]
     delegations: tuple[ApprovalDelegation, ...]
+    signatures: tuple[ApprovalSignature, ...] = ()
 
     @property
     def approval_id(self) -> str:
         return self.approval.approval_id
+
+    def signature_of(self, decision_id: str) -> ApprovalSignature | None:
+        return next((s for s in self.signatures if s.decision_id == decision_id), None)
 
     @property
     def ladder(self) -> dict[str, Any]:
@@ -96,10 +102,12 @@ class ApprovalView:
                         "activated_at": s.activated_at, "due_at": s.due_at,
                         "escalated_at": s.escalated_at, "completed_at": s.completed_at}
                        for s in self.stages],
+            "signatures": self.ladder.get("signatures") or "unsigned",
             "decisions": [{"stage_id": d.stage_id, "round": d.round, "actor": d.actor,
                            "role": d.role, "decision": d.decision.value, "reason": d.reason,
-                           "delegated_from": d.delegated_from, "decided_at": d.decided_at}
-                          for d in self.decisions],
+                           "delegated_from": d.delegated_from, "decided_at": d.decided_at,
+                           "key_fingerprint": sig.key_fingerprint if sig else None}
+                          for d in self.decisions for sig in [self.signature_of(d.decision_id)]],
             "delegations": [{"stage_id": d.stage_id, "round": d.round,
                              "from_actor": d.from_actor, "to_actor": d.to_actor,
                              "role": d.role, "reason": d.reason, "created_at": d.created_at}
@@ -119,9 +127,13 @@ def _view(conn: Connection, approval: Approval) -> ApprovalView:
                                .where(approval_delegations.c.approval_id == aid)
                                .order_by(approval_delegations.c.created_at,
                                          approval_delegations.c.delegation_id)).mappings().all()
+    signatures = conn.execute(select(approval_signatures)
+                              .where(approval_signatures.c.approval_id == aid)
+                              .order_by(approval_signatures.c.decision_id)).mappings().all()
     return ApprovalView(approval, tuple(ApprovalStage.from_row(r) for r in stages),
                         tuple(ApprovalDecisionRecord.from_row(r) for r in decisions),
-                        tuple(ApprovalDelegation.from_row(r) for r in delegations))
+                        tuple(ApprovalDelegation.from_row(r) for r in delegations),
+                        tuple(ApprovalSignature.from_row(r) for r in signatures))
 
 
 def load_view(landscape: Landscape, approval_id: str) -> ApprovalView:

@@ -1,4 +1,5 @@
-"""Write a bundle directory: content files, proofs, VERIFY.md, public key, signed manifest.
+"""Write a bundle directory: content files, proofs, VERIFY.md, public key, signed manifest and
+its DSSE/in-toto attestation.
 
 The bundle appears whole or not at all: everything is written into a temporary directory beside
 the target, each file and the directory fsynced, then renamed into place. An existing target is
@@ -25,7 +26,9 @@ from governance_pipeline.contracts.errors import (
     register,
 )
 from governance_pipeline.contracts.hashing import sha256_hex
+from governance_pipeline.governance.exports.attestation import envelope_bytes, statement
 from governance_pipeline.governance.exports.bundle_format import (
+    ATTESTATION_FILE,
     FORMAT,
     FORMAT_VERSION,
     MANIFEST_FILE,
@@ -72,8 +75,12 @@ class BundleResult:
 
 def write_bundle(out_dir: Path, files: Mapping[str, bytes], *, kind: ExportKind, subject: str,
                  clearance: ExportClearance, signer: Signer, checkpoint: Checkpoint,
-                 proofs: list[dict[str, Any]], created_at: str) -> BundleResult:
+                 proofs: list[dict[str, Any]], created_at: str,
+                 about: Mapping[str, Any] | None = None) -> BundleResult:
     """Write the bundle of ``files`` (name → bytes) into ``out_dir`` atomically.
+
+    ``about`` adds the facts of the bundle's content (period, run and incident ids, policy
+    snapshot hash, ledger heads...) to the attestation's predicate.
 
     Raises ``ConfigError`` GP-BUNDLE-002 when ``out_dir`` exists and is not empty, GP-BUNDLE-005
     for a bad file name, a clearance for another export, or a checkpoint not sealed by
@@ -98,8 +105,18 @@ def write_bundle(out_dir: Path, files: Mapping[str, bytes], *, kind: ExportKind,
     body = manifest_bytes(manifest)
     content[MANIFEST_FILE] = body
     content[SIGNATURE_FILE] = (signer.sign(body) + "\n").encode("ascii")
+    content[ATTESTATION_FILE] = envelope_bytes(statement(
+        {name: sha256_hex(data) for name, data in content.items()},
+        predicate(manifest, about or {})), signer)
     _write_atomically(out_dir, content)
     return BundleResult(out_dir, sha256_hex(body), digests, signer.key_id)
+
+
+def predicate(manifest: BundleManifest, about: Mapping[str, Any]) -> dict[str, Any]:
+    """The attestation's predicate: the manifest's facts (but its file list, which the
+    statement's subjects carry) and what the caller says about the content."""
+    facts = manifest.model_dump(mode="json", exclude={"files", "format", "public_key_file"})
+    return {**dict(about), **facts}
 
 
 def _check_inputs(files: Mapping[str, bytes], kind: ExportKind, subject: str,

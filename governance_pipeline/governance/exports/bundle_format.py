@@ -8,6 +8,7 @@
   public_key.pem      the Ed25519 key that signed manifest.sig and sealed the checkpoint
   manifest.json       sha256 + size of every file above, the checkpoint, who cleared the export
   manifest.sig        hex Ed25519 signature over the exact bytes of manifest.json
+  attestation.intoto.json  DSSE envelope of an in-toto Statement v1 over every file above
 ```
 """
 
@@ -30,10 +31,13 @@ SIGNATURE_FILE = "manifest.sig"
 PROOFS_FILE = "proofs.json"
 VERIFY_FILE = "VERIFY.md"
 PUBLIC_KEY_FILE = "public_key.pem"
+ATTESTATION_FILE = "attestation.intoto.json"  # see exports.attestation
 #: Files the bundle writer makes itself; content files may not take these names.
-RESERVED = frozenset({MANIFEST_FILE, SIGNATURE_FILE, PROOFS_FILE, VERIFY_FILE, PUBLIC_KEY_FILE})
-#: Files outside the manifest: the manifest itself and its signature.
-UNLISTED = frozenset({MANIFEST_FILE, SIGNATURE_FILE})
+RESERVED = frozenset({MANIFEST_FILE, SIGNATURE_FILE, PROOFS_FILE, VERIFY_FILE, PUBLIC_KEY_FILE,
+                      ATTESTATION_FILE})
+#: Files outside the manifest: the manifest itself, its signature and the attestation (whose
+#: subjects cover the manifest and its signature in turn).
+UNLISTED = frozenset({MANIFEST_FILE, SIGNATURE_FILE, ATTESTATION_FILE})
 
 
 class FileDigest(BaseModel):

@@ -164,6 +164,14 @@ class ArtifactInfo(_Model):
     row_count: int
 
 
+class DecisionSignatureInfo(_Model):
+    """The approver's signature of a decision: checkable offline against the ladder's keys."""
+
+    statement_json: str = Field(description="The signed statement (RFC 8785 JSON), verbatim.")
+    signature: str = Field(description="Base64 Ed25519 signature over statement_json.")
+    key_fingerprint: str = Field(description="OpenSSH SHA256 fingerprint of the signing key.")
+
+
 class ApprovalDecisionInfo(_Model):
     """One vote on an approval stage."""
 
@@ -175,6 +183,8 @@ class ApprovalDecisionInfo(_Model):
     decision: str
     delegated_from: str | None
     decided_at: str
+    signature: DecisionSignatureInfo | None = Field(
+        default=None, description="The approver's signature (signed ladders).")
 
 
 class ApprovalInfo(_Model):
@@ -190,6 +200,11 @@ class ApprovalInfo(_Model):
     consumed_by: str | None
     consumed_for: str | None
     decisions: list[ApprovalDecisionInfo]
+    signatures: str = Field(default="unsigned", description=(
+        "'required': every decision is signed by a key the ladder lists; 'unsigned': the "
+        "documented demo mode, identities are claims."))
+    ladder_json: str | None = Field(default=None, description=(
+        "The ladder the request was made under, verbatim (with the approvers' public keys)."))
 
 
 class LineageItem(_Model):
@@ -300,6 +315,8 @@ class SOC2Bundle(_Model):
     run_ids: list[str] = Field(description="Runs started in the period.")
     statement: ManagementStatement
     controls: list[ControlResult]
+    approvals: list[ApprovalInfo] = Field(default_factory=list, description=(
+        "Approvals with a decision in the period, with their votes and signatures."))
 
     def sampled_records(self) -> list[SampledRecord]:
         seen: dict[SampledRecord, None] = {}

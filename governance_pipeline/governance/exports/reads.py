@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import orjson
 from sqlalchemy import Connection, and_, select
 
 from governance_pipeline.contracts.records import (
@@ -20,6 +21,7 @@ from governance_pipeline.contracts.records import (
 from governance_pipeline.governance.exports.models import (
     ApprovalDecisionInfo,
     ApprovalInfo,
+    DecisionSignatureInfo,
     IncidentInfo,
     InflectionInfo,
     LedgerHead,
@@ -27,6 +29,7 @@ from governance_pipeline.governance.exports.models import (
 from governance_pipeline.landscape import ledger
 from governance_pipeline.landscape.schema import (
     approval_decisions,
+    approval_signatures,
     approval_stages,
     approvals,
     ledger_seals,
@@ -77,7 +80,15 @@ def approval_info(conn: Connection, a: Approval) -> ApprovalInfo:
     votes = [ApprovalDecisionRecord.from_row(r) for r in conn.execute(
         select(approval_decisions).where(approval_decisions.c.approval_id == a.approval_id)
         .order_by(approval_decisions.c.decided_at, approval_decisions.c.decision_id)).mappings()]
+    signatures = {r["decision_id"]: DecisionSignatureInfo(
+        statement_json=r["statement_json"], signature=r["signature"],
+        key_fingerprint=r["key_fingerprint"]) for r in conn.execute(
+        select(approval_signatures).where(approval_signatures.c.approval_id == a.approval_id)
+    ).mappings()}
+    ladder = orjson.loads(a.ladder_json)
+    mode = (ladder.get("signatures") if isinstance(ladder, dict) else None) or "unsigned"
     return ApprovalInfo(
+        signatures=mode, ladder_json=a.ladder_json,
         approval_id=a.approval_id, subject_type=a.subject_type, subject_hash=a.subject_hash,
         subject_ref=a.subject_ref, requested_by=a.requested_by, status=a.status.value,
         consumed_at=a.consumed_at, consumed_by=a.consumed_by, consumed_for=a.consumed_for,
@@ -85,4 +96,18 @@ def approval_info(conn: Connection, a: Approval) -> ApprovalInfo:
             decision_id=v.decision_id,
             stage_name=stages[v.stage_id].name if v.stage_id in stages else v.stage_id,
             round=v.round, actor=v.actor, role=v.role, decision=v.decision.value,
-            delegated_from=v.delegated_from, decided_at=v.decided_at) for v in votes])
+            delegated_from=v.delegated_from, decided_at=v.decided_at,
+            signature=signatures.get(v.decision_id)) for v in votes])
+
+
+def approvals_decided_in(conn: Connection, start: str, end: str,
+                         tenant_id: str | None) -> list[ApprovalInfo]:
+    """Approvals with at least one decision in [start, end), optionally of one tenant."""
+    ids = select(approval_decisions.c.approval_id).where(
+        approval_decisions.c.decided_at >= start, approval_decisions.c.decided_at < end)
+    query = select(approvals).where(approvals.c.approval_id.in_(ids))
+    if tenant_id is not None:
+        query = query.where(approvals.c.tenant_id == tenant_id)
+    found = [Approval.from_row(r) for r in conn.execute(
+        query.order_by(approvals.c.created_at, approvals.c.approval_id)).mappings()]
+    return [approval_info(conn, a) for a in found]

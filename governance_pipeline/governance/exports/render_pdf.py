@@ -199,6 +199,11 @@ def _pretty(text: str) -> str:
         return text  # shown as stored: the snapshot's text is the evidence
 
 
+_SIGNATURE_TEXT = {
+    "required": "required: every decision is signed by the approver's listed key",
+    "unsigned": "unsigned (demo mode): approver identities are claims, not proven"}
+
+
 def _approvals(b: EvidenceBundle) -> list[Flowable]:
     if not b.approvals:
         return [para("No approval was bound to this run.")]
@@ -208,7 +213,9 @@ def _approvals(b: EvidenceBundle) -> list[Flowable]:
             ("Subject", f"{a.subject_type}: {a.subject_ref}"), ("Subject hash", a.subject_hash),
             ("Requested by", a.requested_by), ("Status", a.status),
             ("Consumed", f"{a.consumed_at or '-'} by {a.consumed_by or '-'} for "
-                         f"{a.consumed_for or '-'}")], mono=("Subject hash",)), Spacer(1, 4),
+                         f"{a.consumed_for or '-'}"),
+            ("Signatures", _SIGNATURE_TEXT.get(a.signatures, a.signatures))],
+            mono=("Subject hash",)), Spacer(1, 4),
             table(["Stage", "Round", "Actor", "Role", "Decision", "Delegated from", "At"],
                   [[v.stage_name, v.round, v.actor, v.role, v.decision, v.delegated_from or "-",
                     v.decided_at] for v in a.decisions],

@@ -39,6 +39,7 @@ from governance_pipeline.contracts.errors import (
     NotFoundError,
     register,
 )
+from governance_pipeline.contracts.hashing import sha256_hex
 from governance_pipeline.contracts.records import Incident
 from governance_pipeline.governance.approvals.export_guard import record_export_written
 from governance_pipeline.governance.exports.bundle_dir import (
@@ -54,7 +55,13 @@ from governance_pipeline.governance.exports.checkpoint import (
 from governance_pipeline.governance.exports.clearance import ExportClearance
 from governance_pipeline.governance.exports.debrief import build_debrief
 from governance_pipeline.governance.exports.evidence import build_evidence
-from governance_pipeline.governance.exports.models import Bundle
+from governance_pipeline.governance.exports.bundle_format import json_bytes
+from governance_pipeline.governance.exports.models import Bundle, EvidenceBundle, SOC2Bundle
+from governance_pipeline.governance.exports.oscal import (
+    OSCAL_FILE,
+    OSCAL_KIND_UNSUPPORTED,
+    assessment_results,
+)
 from governance_pipeline.governance.exports.preview import preview_markdown
 from governance_pipeline.governance.exports.proofs import inclusion_proofs
 from governance_pipeline.governance.exports.render_json import (
@@ -246,9 +253,31 @@ def build_bundle(landscape: Landscape, plan: ExportPlan) -> Bundle:
     return build_debrief(landscape, plan.subject)
 
 
-def write_export(landscape: Landscape, plan: ExportPlan,
-                 clearance: ExportClearance) -> ExportResult:
-    """Build, prove, write and record the bundle ``clearance`` lets through."""
+def attested_facts(bundle: Bundle) -> dict[str, Any]:
+    """What the bundle attestation's predicate says of the content, beside the manifest's facts:
+    the period, run and incident ids, policy snapshot hash and ledger heads, as the bundle has
+    them (docs/evidence.md#the-attestation-predicate)."""
+    facts: dict[str, Any] = {
+        "ledger_heads": [h.model_dump(mode="json") for h in bundle.ledger_heads],
+        "period": None, "run_ids": [], "incident_id": None, "policy_snapshot_hash": None}
+    if isinstance(bundle, EvidenceBundle):
+        facts["run_ids"] = [bundle.run.run_id]
+        if bundle.policy_snapshot is not None:
+            facts["policy_snapshot_hash"] = bundle.policy_snapshot.content_hash
+    elif isinstance(bundle, SOC2Bundle):
+        facts.update(period=bundle.subject, run_ids=list(bundle.run_ids))
+    else:
+        facts.update(run_ids=[bundle.run_id], incident_id=bundle.subject)
+    return facts
+
+
+def write_export(landscape: Landscape, plan: ExportPlan, clearance: ExportClearance, *,
+                 oscal: bool = False) -> ExportResult:
+    """Build, prove, write and record the bundle ``clearance`` lets through; ``oscal`` adds
+    the OSCAL assessment-results document (SOC 2 only, GP-OSCAL-001 otherwise)."""
+    if oscal and plan.kind is not ExportKind.SOC2:
+        raise ConfigError(f"a {plan.kind.value} bundle has no OSCAL form",
+                          code=OSCAL_KIND_UNSUPPORTED)
     if (clearance.kind, clearance.subject, clearance.tenant_id) != \
             (plan.kind, plan.subject, plan.tenant_id):
         raise ConfigError(f"the clearance is for {clearance.kind.value} {clearance.subject} "
@@ -267,9 +296,14 @@ def write_export(landscape: Landscape, plan: ExportPlan,
     content = render_json(bundle)
     digest = bundle_digest(bundle)
     files = {JSON_FILE: content, PDF_FILE: render_pdf(bundle, bundle_digest=digest)}
+    if oscal:
+        evidence = {name: sha256_hex(data) for name, data in files.items()}
+        files[OSCAL_FILE] = json_bytes(assessment_results(bundle, evidence,
+                                                          content_digest=digest))
     written = write_bundle(plan.out_dir, files, kind=plan.kind, subject=plan.subject,
                            clearance=clearance, signer=landscape.signer, checkpoint=checkpoint,
-                           proofs=proofs, created_at=to_iso(landscape.clock.now()))
+                           proofs=proofs, created_at=to_iso(landscape.clock.now()),
+                           about=attested_facts(bundle))
     record_export_written(landscape, clearance, path=str(written.path),
                           bundle_digest=written.bundle_digest)
     return ExportResult(export_id=clearance.export_id, approval_id=clearance.approval_id,

@@ -82,6 +82,7 @@ def build_soc2(landscape: Landscape, period: str, *, tenant_id: str | None = Non
         seed = seed or sampling.default_seed("soc2", subject, heads)
         ctx = CheckContext(landscape, conn, risk_tier_of, ir_hash_of)
         controls = [_assess(ctx, control, p, sample_size, seed) for control in CONTROLS]
+        decided = reads.approvals_decided_in(conn, start, end, tenant_id)
     controls += [ControlResult(
         control_id=f"GP-{criterion}", criteria=[criterion], title=title,
         description="Not evidenced by this product's records.", status=ControlStatus.NOT_ASSESSED,
@@ -93,7 +94,7 @@ def build_soc2(landscape: Landscape, period: str, *, tenant_id: str | None = Non
         title=f"SOC 2 controls evidence: {period}{who}", subject=period, tenant_id=tenant_id,
         generated_at=to_iso(landscape.clock.now()), period_start=start, period_end=end,
         ledger_heads=heads, seed=seed, run_ids=run_ids,
-        statement=ManagementStatement(text=STATEMENT), controls=controls)
+        statement=ManagementStatement(text=STATEMENT), controls=controls, approvals=decided)
 
 
 def _sql(conn: Connection, query: object) -> str:

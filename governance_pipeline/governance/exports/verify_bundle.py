@@ -2,8 +2,10 @@
 
 Every check runs and reports, none stops at the first problem: the manifest parses and is signed
 by the key in the bundle, the key is the one its ``key_id`` names (and, when given, the trusted
-key), every listed file is present with its digest and size, no file is added, and every
-inclusion proof leads its record to the checkpoint's signed seal.
+key), every listed file is present with its digest and size, no file is added, every
+inclusion proof leads its record to the checkpoint's signed seal, and the DSSE/in-toto
+attestation is signed by the same key over its PAE, agrees with the manifest and lists every
+other file of the bundle with its digest (``_check_attestation``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from governance_pipeline.contracts.errors import (
     register,
 )
 from governance_pipeline.contracts.hashing import sha256_hex
+from governance_pipeline.governance.exports.attestation import open_envelope
 from governance_pipeline.governance.exports.bundle_format import (
+    ATTESTATION_FILE,
     MANIFEST_FILE,
     PROOFS_FILE,
     PUBLIC_KEY_FILE,
@@ -34,6 +38,7 @@ from governance_pipeline.governance.exports.bundle_format import (
     BundleManifest,
 )
 from governance_pipeline.governance.exports.proofs import verify_proof
+from governance_pipeline.governance.exports.verify_approvals import approval_problems
 from governance_pipeline.landscape.keys import PublicKey
 
 BUNDLE_INVALID = register(
@@ -44,6 +49,9 @@ BUNDLE_INVALID = register(
     ExitCode.INTEGRITY)
 
 FILE, MANIFEST, SIGNATURE, KEY, PROOF = "file", "manifest", "signature", "key", "proof"
+ATTESTATION, APPROVAL = "attestation", "approval"
+#: The content file whose approvals (evidence and SOC 2 bundles) are checked for signatures.
+CONTENT_JSON = "bundle.json"
 
 FIXES = {
     FILE: "the file was changed, removed or added after signing: get an untouched copy of the "
@@ -56,6 +64,11 @@ FIXES = {
     PROOF: "the proof does not lead its record to the signed checkpoint: the record or the "
            "ledger excerpt was altered; re-export the bundle and run `governance-pipeline "
            "verify` on the source database",
+    ATTESTATION: "attestation.intoto.json does not match the bundle (a file was changed, added or "
+                 "removed after signing) or is not signed by the bundle's key: get an untouched "
+                 "copy from the producer",
+    APPROVAL: "the approval decision is not signed as its ladder requires, or not by a key the "
+              "ladder lists: treat the approver's identity as unproven and ask the producer",
 }
 
 
@@ -127,6 +140,8 @@ def verify_bundle(path: Path, *, trusted_key: PublicKey | None = None) -> Bundle
     if manifest is not None:
         files = _check_files(path, manifest, report)
         proofs = _check_proofs(path, manifest, trusted_key or key, report)
+    _check_attestation(path, manifest, trusted_key or key, report)
+    _check_approvals(path, manifest, report)
     return BundleVerification(path, report.findings, key.key_id if key else None, files, proofs,
                               manifest)
 
@@ -256,3 +271,54 @@ def _check_proofs(path: Path, manifest: BundleManifest, key: PublicKey | None,
         for problem in verify_proof(proof, seal.model_dump(mode="json"), key):
             report.add(PROOF, PROOFS_FILE, problem, item=item, scope=scope)
     return len(proofs)
+
+
+def _check_attestation(path: Path, manifest: BundleManifest | None, key: PublicKey | None,
+                       report: _Report) -> None:
+    if not (path / ATTESTATION_FILE).exists():
+        report.add(ATTESTATION, ATTESTATION_FILE, "missing: the bundle has no attestation")
+        return
+    data = _read(path, ATTESTATION_FILE, report)
+    if data is None:
+        return
+    if key is None:
+        report.add(ATTESTATION, ATTESTATION_FILE, "cannot be checked: no usable public key")
+        return
+    opened = open_envelope(data, key)
+    for problem in opened.problems:
+        report.add(ATTESTATION, ATTESTATION_FILE, problem)
+    if opened.statement is None:
+        return
+    predicate = opened.statement.get("predicate")
+    if manifest is not None and isinstance(predicate, dict):
+        for field in ("kind", "subject", "export_id", "key_id", "checkpoint"):
+            if predicate.get(field) != manifest.model_dump(mode="json")[field]:
+                report.add(ATTESTATION, ATTESTATION_FILE, f"predicate.{field} differs from "
+                           f"{MANIFEST_FILE}")
+    subjects = opened.subjects
+    present = {name for name in _present_files(path, _Report()) if name != ATTESTATION_FILE}
+    for name in sorted(present - set(subjects)):
+        report.add(ATTESTATION, name, "unexpected file: not a subject of the attestation")
+    for name, want in sorted(subjects.items()):
+        if name not in present:
+            report.add(ATTESTATION, name, "missing: a subject of the attestation is not in the "
+                       "bundle")
+            continue
+        digest = sha256_hex((path / name).read_bytes())
+        if digest != want:
+            report.add(ATTESTATION, name, "subject digest mismatch: its sha256 differs from the "
+                       "attestation", expected=want, actual=digest)
+
+
+def _check_approvals(path: Path, manifest: BundleManifest | None, report: _Report) -> None:
+    if manifest is None or CONTENT_JSON not in manifest.files:
+        return
+    target = path / CONTENT_JSON
+    if not target.is_file() or target.is_symlink():
+        return  # reported by the file checks
+    try:
+        doc = json.loads(target.read_bytes())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return  # not a bundle document of ours (a digest mismatch is reported elsewhere)
+    for item, message in approval_problems(doc):
+        report.add(APPROVAL, CONTENT_JSON, message, item=item)

@@ -8,6 +8,7 @@ and tampered bundles: what the page tells an auditor to do is known to work.
 from __future__ import annotations
 
 from governance_pipeline.governance.exports.bundle_format import (
+    ATTESTATION_FILE,
     MANIFEST_FILE,
     PROOFS_FILE,
     PUBLIC_KEY_FILE,
@@ -28,7 +29,7 @@ key.verify(signature, manifest_bytes)  # raises InvalidSignature if the manifest
 manifest = json.loads(manifest_bytes)
 raw_key = key.public_bytes(Encoding.Raw, PublicFormat.Raw)
 assert hashlib.sha256(raw_key).hexdigest()[:16] == manifest["key_id"], "key_id mismatch"
-listed = set(manifest["files"]) | {{"{MANIFEST_FILE}", "{SIGNATURE_FILE}"}}
+listed = set(manifest["files"]) | {{"{MANIFEST_FILE}", "{SIGNATURE_FILE}", "{ATTESTATION_FILE}"}}
 present = {{p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if not p.is_dir()}}
 assert present == listed, f"missing {{listed - present}}, unexpected {{present - listed}}"
 for name, want in sorted(manifest["files"].items()):
@@ -111,6 +112,16 @@ def render_verify_md(*, kind: str, subject: str, key_id: str, created_at: str,
          "`{v: 1, scope, seq, head_hash, key_id, sealed_at}`."),
         "",
         "`governance-pipeline verify-bundle` performs these steps.",
+        "",
+        "## 4. The in-toto attestation",
+        "",
+        (f"`{ATTESTATION_FILE}` is a DSSE envelope (payloadType `application/vnd.in-toto+json`) "
+         "holding an in-toto Statement v1 whose subjects are every other file of this directory "
+         "with its SHA-256 (`manifest.json` and `manifest.sig` included) and whose predicate "
+         "(`https://governance-pipeline.dev/bundle/v1`) repeats the manifest's facts. Its "
+         f"signature is Ed25519 over the DSSE PAE, by the key in `{PUBLIC_KEY_FILE}` (`keyid` "
+         "is the `key_id` above): any DSSE/in-toto verifier checks it, e.g. securesystemslib's "
+         "`dsse.Envelope.verify` with an `SSlibKey` of type `ed25519` (docs/evidence.md)."),
         "",
     ]
     return "\n".join(lines).encode("utf-8")
