@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from dagster import (
+    AssetCheckEvaluation,
+    AssetMaterialization,
     Config,
     ConfigurableResource,
     DagsterRunStatus,
@@ -52,6 +54,8 @@ from governance_pipeline.landscape.queries import get_run
 from governance_pipeline.landscape.store import Landscape
 from governance_pipeline.landscape.sweep import sweep
 from governance_pipeline.orchestration import lifecycle, preflight
+from governance_pipeline.orchestration.pipeline_assets import pipeline_assets
+from governance_pipeline.orchestration.pipeline_reports import published_events
 from governance_pipeline.orchestration.resources import LandscapeResource
 from governance_pipeline.orchestration.staging import (
     ChunkGroup,
@@ -167,14 +171,27 @@ def problem_metadata(exc: GovernanceError, run_id: str | None) -> dict[str, Any]
             **({"landscape_run_id": run_id} if run_id else {})}
 
 
+@dataclass(slots=True)
+class StopCatcher:
+    """Where ``_recording_failures`` puts an enforced policy stop for the op to report."""
+
+    error: PolicyStopError | None = None
+
+
 @contextmanager
 def _recording_failures(context: OpExecutionContext, ls: Landscape | None,
-                        run_id: str | None) -> Iterator[None]:
-    """Record a step's failure in the Landscape run, then fail the step with the error's code."""
+                        run_id: str | None, stop: StopCatcher | None = None) -> Iterator[None]:
+    """Record a step's failure in the Landscape run, then fail the step with the error's code.
+
+    An enforced policy stop is recorded with the stop itself (the run is failed_policy). Given a
+    ``stop`` catcher, it is not raised: the op reports it as the failed, blocking policy check
+    of the sinks (``_stopped``), which fails the step without a stack trace of ours."""
     try:
         yield
-    except PolicyStopError as exc:  # recorded with the stop itself: the run is failed_policy
-        # An expected outcome, not a crash: no traceback of the engine, the problem says it all.
+    except PolicyStopError as exc:
+        if stop is not None:
+            stop.error = exc
+            return
         raise Failure(description=f"{exc.code.code}: {exc.message}",
                       metadata=problem_metadata(exc, run_id), allow_retries=False) from None
     except GovernanceError as exc:
@@ -184,6 +201,15 @@ def _recording_failures(context: OpExecutionContext, ls: Landscape | None,
     except Exception as exc:  # noqa: BLE001 - recorded, then re-raised unchanged
         _record(context, ls, run_id, {"title": type(exc).__name__, "detail": str(exc)})
         raise
+
+
+def _stopped(context: OpExecutionContext, ls: Landscape, run_id: str, config: PipelineConfig,
+             error: PolicyStopError) -> Iterator[AssetMaterialization | AssetCheckEvaluation]:
+    """The sinks as published before the stop, and the policy checks: the stopping one failed
+    and blocking (Dagster then fails the step, naming the check), its evaluation carrying the
+    code, rule, row and fix."""
+    context.log.error(f"{error.code.code}: {error.message}. fix: {error.code.fix}")
+    yield from published_events(ls, run_id, pipeline_assets(config))
 
 
 def _record(context: OpExecutionContext, ls: Landscape | None, run_id: str | None,
@@ -291,17 +317,19 @@ def read_source(context: OpExecutionContext, opened: OpenedRun, landscape: Lands
 
 
 @op(out=Out(ChunkReport), description="Process, sink and checkpoint each chunk of the group; "
-    "chunks already checkpointed are skipped.")
+    "chunks already checkpointed are skipped. An enforced policy stop fails the sinks' policy "
+    "check (blocking), which fails the step.")
 def process_chunks(context: OpExecutionContext, opened: OpenedRun, group: ChunkGroup,
-                   landscape: LandscapeResource, pipeline: PipelineFile) -> ChunkReport:
+                   landscape: LandscapeResource, pipeline: PipelineFile) -> Iterator[Any]:
     ls = landscape.landscape()
-    with _recording_failures(context, ls, opened.run_id):
+    stop = StopCatcher()
+    counts: dict[str, int] = {}
+    processed: list[int] = []
+    with _recording_failures(context, ls, opened.run_id, stop):
         path, config = _load(pipeline, landscape)
         runner = _attached_runner(context, ls, opened, path, config)
         runner.on_chunk = _progress(context, opened.run_id)
         done = runner.done_chunks()
-        counts: dict[str, int] = {}
-        processed: list[int] = []
         for staged in group.chunks:
             if staged.index in done:
                 context.log.info(f"chunk {staged.index} already checkpointed: skipped")
@@ -310,12 +338,14 @@ def process_chunks(context: OpExecutionContext, opened: OpenedRun, group: ChunkG
                 context.log.warning(f"run {opened.run_id} was stopped by an enforced policy: "
                                     f"chunk {staged.index} not processed")
                 break
-            _add(counts, runner.process_chunk(staged.index, load_chunk(staged)))
             processed.append(staged.index)
+            _add(counts, runner.process_chunk(staged.index, load_chunk(staged)))
+    if stop.error is not None:
+        yield from _stopped(context, ls, opened.run_id, config, stop.error)
     skipped = tuple(c.index for c in group.chunks if c.index not in processed)
-    context.add_output_metadata({"chunks_processed": len(processed),
-                                 "chunks_skipped": len(skipped), **_counts_metadata(counts)})
-    return ChunkReport(tuple(processed), skipped, counts)
+    yield Output(ChunkReport(tuple(processed), skipped, counts),
+                 metadata={"chunks_processed": len(processed), "chunks_skipped": len(skipped),
+                           **_counts_metadata(counts)})
 
 
 def _stopped_by_policy(ls: Landscape, run_id: str) -> bool:
@@ -334,11 +364,13 @@ def _progress(context: OpExecutionContext, run_id: str) -> Any:
     "not (see below), then flush what aggregations still buffer (end-of-source batches).")
 def final_step(context: OpExecutionContext, opened: OpenedRun, manifest: tuple,
                reports: list[ChunkReport], landscape: LandscapeResource,
-               pipeline: PipelineFile) -> ChunkReport:
+               pipeline: PipelineFile) -> Iterator[Any]:
     ls = landscape.landscape()
+    stop = StopCatcher()
     counts: dict[str, int] = {}
     processed: list[int] = []
-    with _recording_failures(context, ls, opened.run_id):
+    missing: list[Any] = []
+    with _recording_failures(context, ls, opened.run_id, stop):
         path, config = _load(pipeline, landscape)
         runner = _attached_runner(context, ls, opened, path, config)
         runner.on_chunk = _progress(context, opened.run_id)
@@ -350,14 +382,16 @@ def final_step(context: OpExecutionContext, opened: OpenedRun, manifest: tuple,
             context.log.warning(f"{len(missing)} chunk(s) had no step that processed them "
                                 f"({', '.join(str(s.index) for s in missing)}): processed here")
         for staged in missing:
-            _add(counts, runner.process_chunk(staged.index, load_chunk(staged)))
             processed.append(staged.index)
+            _add(counts, runner.process_chunk(staged.index, load_chunk(staged)))
         if FINAL_CHUNK not in done:
-            _add(counts, runner.process_chunk(FINAL_CHUNK, []))
             processed.append(FINAL_CHUNK)
-    context.add_output_metadata({"chunk_steps": len(reports), "chunks_caught_up": len(missing),
-                                 **_counts_metadata(counts)})
-    return ChunkReport(tuple(processed), (), counts)
+            _add(counts, runner.process_chunk(FINAL_CHUNK, []))
+    if stop.error is not None:
+        yield from _stopped(context, ls, opened.run_id, config, stop.error)
+    yield Output(ChunkReport(tuple(processed), (), counts),
+                 metadata={"chunk_steps": len(reports), "chunks_caught_up": len(missing),
+                           **_counts_metadata(counts)})
 
 
 def _add(total: dict[str, int], counts: dict[str, int]) -> None:
@@ -366,7 +400,8 @@ def _add(total: dict[str, int], counts: dict[str, int]) -> None:
 
 
 @op(out=Out(dict), description="Promote sink parts to final artifacts, record them, close and "
-    "seal the run, sweep it; metadata: outcome counts and sink digests.")
+    "seal the run, sweep it; materialise the sink assets (rows, sha256, Landscape run id) and "
+    "evaluate their policy checks; metadata: outcome counts and sink digests.")
 def close_run(context: OpExecutionContext, opened: OpenedRun, final: ChunkReport,
               landscape: LandscapeResource, pipeline: PipelineFile) -> dict[str, Any]:
     ls = landscape.landscape()
@@ -389,6 +424,9 @@ def close_run(context: OpExecutionContext, opened: OpenedRun, final: ChunkReport
         "sweep_findings": MetadataValue.int(len(swept.findings))})
     for finding in swept.findings:
         context.log.error(f"[{finding.check}] {finding.table} {finding.key}: {finding.message}")
+    # The sink assets and their policy checks, as the Landscape recorded the run.
+    for event in published_events(ls, opened.run_id, pipeline_assets(config)):
+        context.log_event(event)
     if swept.findings:
         exc = GovernanceError(f"the sweep of run {result.run_id} found {len(swept.findings)} "
                               "broken invariant(s)", code=SWEEP_FINDINGS,
