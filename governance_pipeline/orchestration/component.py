@@ -101,7 +101,8 @@ class PipelineComponent(dg.Component, dg.Resolvable, dg.Model):
     def pipeline_path(self, base_dir: Path) -> Path:
         return (base_dir / os.path.expandvars(self.path)).resolve()
 
-    def load(self, base_dir: Path, settings: Settings | None = None) -> tuple[Path, PipelineConfig]:
+    def validated_pipeline(self, base_dir: Path,
+                           settings: Settings | None = None) -> tuple[Path, PipelineConfig]:
         path = self.pipeline_path(base_dir)
         env = pipeline_env(settings or Settings.from_env())
         try:
@@ -118,14 +119,14 @@ class PipelineComponent(dg.Component, dg.Resolvable, dg.Model):
                     config: PipelineConfig | None = None) -> Definitions:
         """The job, assets and checks of the pipeline (``config`` when already validated)."""
         if config is None:
-            path, config = self.load(base_dir, settings)
+            path, config = self.validated_pipeline(base_dir, settings)
         else:
             path = self.pipeline_path(base_dir)
         job = build_pipeline_job(path, config, landscape=SHARED_LANDSCAPE, name=self.job_name,
                                  description=self.description, tags=self.tags)
         assets = pipeline_assets(config)
         checks = _policy_checks(assets)
-        return Definitions(assets=asset_specs(config, path, assets), jobs=[job],
+        return Definitions(assets=asset_specs(config, path, assets, job.name), jobs=[job],
                            asset_checks=[checks] if checks is not None else [],
                            resources={"landscape": SHARED_LANDSCAPE})
 

@@ -104,7 +104,8 @@ def _destination(options: dict[str, object]) -> str:
     return "its plugin's destination"
 
 
-def asset_specs(config: PipelineConfig, path: Path, assets: PipelineAssets) -> list[AssetSpec]:
+def asset_specs(config: PipelineConfig, path: Path, assets: PipelineAssets,
+                job: str | None = None) -> list[AssetSpec]:
     tags = {TAG_PIPELINE: safe_name(config.name)}
     source = AssetSpec(
         assets.source, group_name=assets.group, kinds={config.source.plugin},
@@ -117,7 +118,7 @@ def asset_specs(config: PipelineConfig, path: Path, assets: PipelineAssets) -> l
         key, group_name=assets.group, deps=[assets.source], kinds={sink.plugin},
         description=f"Sink `{name}` of pipeline {config.name}: {sink.plugin} "
                     f"{_destination(sink.options)}{' (external destination)' if sink.external else ''}. "
-                    f"Materialised by job `{safe_name(config.name)}` at the end of each run, "
+                    f"Materialised by job `{job or safe_name(config.name)}` at the end of each run, "
                     "with the rows written, their sha256 and the Landscape run id.",
         metadata={"plugin": sink.plugin, "pipeline_path": str(path), "sink": name},
         tags={**tags, TAG_ROLE: ROLE_SINK})
