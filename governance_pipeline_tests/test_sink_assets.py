@@ -16,11 +16,13 @@ from typing import Any
 import pytest
 from dagster import (
     AssetCheckKey,
+    AssetSelection,
     AssetCheckSeverity,
     AssetKey,
     DagsterEventType,
     DagsterInstance,
     Definitions,
+    define_asset_job,
 )
 from sqlalchemy import func, select
 
@@ -189,6 +191,19 @@ def test_the_policy_check_warns_under_advisory_with_the_would_block_count(
     assert f"{would} decision(s)" in (evaluation.description or "")
     published = instance.get_latest_materialization_event(PUBLISHED)
     assert published is not None and published.run_id == result.run_id
+
+    # Executed on its own, the check evaluates the pipeline's latest Landscape run again.
+    defs = Definitions.merge(_defs(), Definitions(jobs=[define_asset_job(
+        "recheck", selection=AssetSelection.checks_for_assets(PUBLISHED))]))
+    recheck = defs.resolve_job_def("recheck").execute_in_process(instance=instance)
+    assert recheck.success
+    again = _latest_check(instance, PRIVACY_CHECK)
+    assert again is not evaluation and not again.passed
+    assert again.severity is AssetCheckSeverity.WARN
+    assert _values(again.metadata)["would_block"] == would
+    assert _values(again.metadata)["landscape_run_id"] == run_id
+    assert instance.event_log_storage.get_asset_check_execution_history(
+        PRIVACY_CHECK, limit=1)[0].run_id == recheck.run_id
 
 
 def test_an_enforced_stop_fails_the_check_and_the_run_without_a_stack_of_ours(

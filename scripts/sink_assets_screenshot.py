@@ -7,8 +7,10 @@ In a throwaway GOVERNANCE_HOME / DAGSTER_HOME (``run_page_screenshot.ui_server``
 completion and ``claims_screening`` runs into its enforced ``note_privacy`` stop (the run fails,
 as it should); then headless Chromium renders
 
-- ``sink_lineage.png``: the global asset lineage — each pipeline's source and sink assets beside
-  the evidence assets, the bundles downstream of the sinks;
+- ``sink_lineage.png``: the ``claims_triage`` asset group — the source, the five sinks
+  downstream of it, and the links to the evidence bundles downstream of the sinks;
+- ``sink_neighbours.png``: the lineage of the ``claims_triage/standard`` sink — the source
+  upstream, the ``evidence`` group's bundle assets downstream;
 - ``sink_materialization.png``: the ``claims_triage/standard`` sink asset's latest
   materialisation with its metadata (rows, sha256, path, Landscape run id, outcome counts, policy
   snapshot hash);
@@ -28,10 +30,13 @@ from run_page_screenshot import ROOT, UI, find_chromium, run_job, ui_server
 
 from governance_pipeline.orchestration import webserver
 
+#: image → (page, window size); the group's lineage needs the height to show all five sinks.
 PAGES = {
-    "sink_lineage.png": "asset-groups",
-    "sink_materialization.png": "assets/claims_triage/standard?view=events",
-    "sink_checks.png": "assets/claims_screening/published?view=checks",
+    "sink_lineage.png": ("locations/governance_pipeline/asset-groups/claims_triage/lineage",
+                         "1600,1500"),
+    "sink_neighbours.png": ("assets/claims_triage/standard?view=lineage", "1600,1000"),
+    "sink_materialization.png": ("assets/claims_triage/standard?view=events", "1600,1000"),
+    "sink_checks.png": ("assets/claims_screening/published?view=checks", "1600,1000"),
 }
 
 
@@ -62,15 +67,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out-dir", type=Path, default=ROOT / "docs" / "images")
     parser.add_argument("--workspace", type=Path, default=ROOT / "workspace.yaml")
-    parser.add_argument("--size", default="1600,1000")
     args = parser.parse_args()
     find_chromium()  # before minutes of setup
     with ui_server(args.workspace) as ui:
         run_job(ui, "claims_triage")
         if run_to_end(ui, "claims_screening") is not DagsterRunStatus.FAILURE:
             raise SystemExit("claims_screening should have been stopped by note_privacy")
-        for name, page in PAGES.items():
-            capture(ui.url(page), args.out_dir / name, args.size)
+        for name, (page, size) in PAGES.items():
+            capture(ui.url(page), args.out_dir / name, size)
             print(f"wrote {args.out_dir / name}")
 
 

@@ -15,14 +15,11 @@ before Dagster records it, so the audit trail says why even when no sensor is ru
 
 import math
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dagster import (
-    AssetCheckEvaluation,
-    AssetMaterialization,
     Config,
     ConfigurableResource,
     DagsterRunStatus,
@@ -42,7 +39,6 @@ from governance_pipeline.contracts.errors import (
     SWEEP_FINDINGS,
     ConfigError,
     GovernanceError,
-    PolicyStopError,
 )
 from governance_pipeline.contracts.ids import new_id
 from governance_pipeline.engine.config import PipelineConfig, load_pipeline
@@ -57,6 +53,12 @@ from governance_pipeline.orchestration import lifecycle, preflight
 from governance_pipeline.orchestration.pipeline_assets import pipeline_assets
 from governance_pipeline.orchestration.pipeline_reports import published_events
 from governance_pipeline.orchestration.resources import LandscapeResource
+from governance_pipeline.orchestration.step_failures import (
+    StopCatcher,
+    problem_metadata,
+    recording_failures,
+    report_stop,
+)
 from governance_pipeline.orchestration.staging import (
     ChunkGroup,
     discard_staging,
@@ -163,69 +165,6 @@ def _tag(context: OpExecutionContext, run_id: str, path: Path, config: PipelineC
         lifecycle.TAG_PIPELINE_PATH: str(path)})
 
 
-def problem_metadata(exc: GovernanceError, run_id: str | None) -> dict[str, Any]:
-    problem = exc.problem()
-    if run_id:
-        problem.setdefault("details", {}).setdefault("run_id", run_id)
-    return {"code": exc.code.code, "problem": MetadataValue.json(problem),
-            **({"landscape_run_id": run_id} if run_id else {})}
-
-
-@dataclass(slots=True)
-class StopCatcher:
-    """Where ``_recording_failures`` puts an enforced policy stop for the op to report."""
-
-    error: PolicyStopError | None = None
-
-
-@contextmanager
-def _recording_failures(context: OpExecutionContext, ls: Landscape | None,
-                        run_id: str | None, stop: StopCatcher | None = None) -> Iterator[None]:
-    """Record a step's failure in the Landscape run, then fail the step with the error's code.
-
-    An enforced policy stop is recorded with the stop itself (the run is failed_policy). Given a
-    ``stop`` catcher, it is not raised: the op reports it as the failed, blocking policy check
-    of the sinks (``_stopped``), which fails the step without a stack trace of ours."""
-    try:
-        yield
-    except PolicyStopError as exc:
-        if stop is not None:
-            stop.error = exc
-            return
-        raise Failure(description=f"{exc.code.code}: {exc.message}",
-                      metadata=problem_metadata(exc, run_id), allow_retries=False) from None
-    except GovernanceError as exc:
-        _record(context, ls, run_id, exc.problem())
-        raise Failure(description=f"{exc.code.code}: {exc.message}",
-                      metadata=problem_metadata(exc, run_id), allow_retries=False) from exc
-    except Exception as exc:  # noqa: BLE001 - recorded, then re-raised unchanged
-        _record(context, ls, run_id, {"title": type(exc).__name__, "detail": str(exc)})
-        raise
-
-
-def _stopped(context: OpExecutionContext, ls: Landscape, run_id: str, config: PipelineConfig,
-             error: PolicyStopError) -> Iterator[AssetMaterialization | AssetCheckEvaluation]:
-    """The sinks as published before the stop, and the policy checks: the stopping one failed
-    and blocking (Dagster then fails the step, naming the check), its evaluation carrying the
-    code, rule, row and fix."""
-    context.log.error(f"{error.code.code}: {error.message}. fix: {error.code.fix}")
-    yield from published_events(ls, run_id, pipeline_assets(config))
-
-
-def _record(context: OpExecutionContext, ls: Landscape | None, run_id: str | None,
-            error: dict[str, Any]) -> None:
-    if ls is None or run_id is None:
-        return
-    try:
-        lifecycle.record_failure(ls, run_id, dagster_run_id=context.run_id,
-                                 error={**error, "dagster_run_id": context.run_id,
-                                        "step": context.op_handle.name})
-    except GovernanceError as exc:
-        # The database itself may be the failure: the run-failure sensor, or the abandoned-run
-        # check on the stale heartbeat, records it later.
-        context.log.error(f"could not record the failure in run {run_id}: {exc.message}")
-
-
 def _counts_metadata(counts: dict[str, int]) -> dict[str, Any]:
     return {f"outcome/{k}": MetadataValue.int(v) for k, v in sorted(counts.items())}
 
@@ -236,7 +175,7 @@ def _counts_metadata(counts: dict[str, int]) -> dict[str, Any]:
 def open_run(context: OpExecutionContext, config: PipelineRunConfig,
              landscape: LandscapeResource, pipeline: PipelineFile) -> OpenedRun:
     run_id = config.resume_run_id
-    with _recording_failures(context, None, None):  # nothing to record in before a run exists
+    with recording_failures(context, None, None):  # nothing to record in before a run exists
         path, pipeline_config = _load(pipeline, landscape)
         ls = landscape.landscape()
         if run_id is None:
@@ -292,7 +231,7 @@ def _check_resumable(ls: Landscape, run_id: str, path: Path) -> None:
 def read_source(context: OpExecutionContext, opened: OpenedRun, landscape: LandscapeResource,
                 pipeline: PipelineFile) -> Iterator[DynamicOutput[ChunkGroup] | Output[tuple]]:
     ls = landscape.landscape()
-    with _recording_failures(context, ls, opened.run_id):
+    with recording_failures(context, ls, opened.run_id):
         path, config = _load(pipeline, landscape)
         runner = _attached_runner(context, ls, opened, path, config)
         done = runner.done_chunks()
@@ -325,7 +264,7 @@ def process_chunks(context: OpExecutionContext, opened: OpenedRun, group: ChunkG
     stop = StopCatcher()
     counts: dict[str, int] = {}
     processed: list[int] = []
-    with _recording_failures(context, ls, opened.run_id, stop):
+    with recording_failures(context, ls, opened.run_id, stop):
         path, config = _load(pipeline, landscape)
         runner = _attached_runner(context, ls, opened, path, config)
         runner.on_chunk = _progress(context, opened.run_id)
@@ -341,7 +280,7 @@ def process_chunks(context: OpExecutionContext, opened: OpenedRun, group: ChunkG
             processed.append(staged.index)
             _add(counts, runner.process_chunk(staged.index, load_chunk(staged)))
     if stop.error is not None:
-        yield from _stopped(context, ls, opened.run_id, config, stop.error)
+        yield from report_stop(context, ls, opened.run_id, config, stop.error)
     skipped = tuple(c.index for c in group.chunks if c.index not in processed)
     yield Output(ChunkReport(tuple(processed), skipped, counts),
                  metadata={"chunks_processed": len(processed), "chunks_skipped": len(skipped),
@@ -370,7 +309,7 @@ def final_step(context: OpExecutionContext, opened: OpenedRun, manifest: tuple,
     counts: dict[str, int] = {}
     processed: list[int] = []
     missing: list[Any] = []
-    with _recording_failures(context, ls, opened.run_id, stop):
+    with recording_failures(context, ls, opened.run_id, stop):
         path, config = _load(pipeline, landscape)
         runner = _attached_runner(context, ls, opened, path, config)
         runner.on_chunk = _progress(context, opened.run_id)
@@ -388,7 +327,7 @@ def final_step(context: OpExecutionContext, opened: OpenedRun, manifest: tuple,
             processed.append(FINAL_CHUNK)
             _add(counts, runner.process_chunk(FINAL_CHUNK, []))
     if stop.error is not None:
-        yield from _stopped(context, ls, opened.run_id, config, stop.error)
+        yield from report_stop(context, ls, opened.run_id, config, stop.error)
     yield Output(ChunkReport(tuple(processed), (), counts),
                  metadata={"chunk_steps": len(reports), "chunks_caught_up": len(missing),
                            **_counts_metadata(counts)})
@@ -405,7 +344,7 @@ def _add(total: dict[str, int], counts: dict[str, int]) -> None:
 def close_run(context: OpExecutionContext, opened: OpenedRun, final: ChunkReport,
               landscape: LandscapeResource, pipeline: PipelineFile) -> dict[str, Any]:
     ls = landscape.landscape()
-    with _recording_failures(context, ls, opened.run_id):
+    with recording_failures(context, ls, opened.run_id):
         path, config = _load(pipeline, landscape)
         runner = _attached_runner(context, ls, opened, path, config)
         if get_run(ls, opened.run_id).status is RunStatus.COMPLETED:

@@ -130,8 +130,9 @@ def check_specs(assets: PipelineAssets) -> list[AssetCheckSpec]:
     specs = []
     for key, name, policy in assets.check_keys():
         where = ", ".join(assets.gates[key.path[-1]][policy])
+        # Blocking: the evaluation of an enforced stop fails the step that reports it.
         specs.append(AssetCheckSpec(
-            name, asset=key,
+            name, asset=key, blocking=True,
             description=f"Policy {policy} (at {where}) on the rows reaching this sink: passes "
                         "when no rule would block; warns with the would-block count under "
                         "advisory mode; fails when the enforced policy stopped the run. "

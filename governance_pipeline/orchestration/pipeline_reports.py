@@ -57,6 +57,7 @@ class Stop:
     row_index: int
     reason: str
     fix: str
+    decision_id: str
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,8 @@ def run_facts(ls: Landscape, run_id: str) -> RunFacts:
                 incidents.c.inflection_id == point["inflection_id"])).scalar_one_or_none()
             fix = orjson.loads(context).get("fix", "") if context else ""
             stop = Stop(point["policy_id"], point["rule_id"], point["node_id"],
-                        _count(point["row_index"], "inflection row"), point["reason"], fix or "")
+                        _count(point["row_index"], "inflection row"), point["reason"], fix or "",
+                        point["decision_id"])
     return RunFacts(run, snapshot_hash, dict(sorted(counts.items())),
                     {k: dict(sorted(v.items())) for k, v in sink_counts.items()}, arts,
                     decisions, stop)
@@ -212,12 +214,12 @@ def check_evaluations(facts: RunFacts, assets: PipelineAssets) -> list[AssetChec
                 asset_key=key, check_name=name, passed=False, severity=AssetCheckSeverity.WARN,
                 description=f"advisory: {would} decision(s) of {policy} would have blocked "
                             f"rows reaching this sink under enforcement (run {run.run_id}).",
-                metadata=metadata))
+                metadata=metadata, blocking=True))
         else:
             found.append(AssetCheckEvaluation(
                 asset_key=key, check_name=name, passed=True,
                 description=f"{policy}: {evaluated} decision(s), none would block "
-                            f"(run {run.run_id}).", metadata=metadata))
+                            f"(run {run.run_id}).", metadata=metadata, blocking=True))
     return found
 
 
@@ -228,7 +230,8 @@ def _stop_problem(run: Run, stop: Stop) -> dict[str, Any]:
         f"at row {stop.row_index}, node {stop.node_id}: {stop.reason}",
         code=POLICY_STOPPED,
         details={"run_id": run.run_id, "row_index": stop.row_index, "node_id": stop.node_id,
-                 "policy_id": stop.policy_id, "rule_id": stop.rule_id})
+                 "policy_id": stop.policy_id, "rule_id": stop.rule_id,
+                 "decision_id": stop.decision_id})
     return exc.problem()
 
 
