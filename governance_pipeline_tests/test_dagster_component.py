@@ -137,11 +137,17 @@ def test_dg_checks_and_lists_the_example_projects_pipelines(tmp_path: Path) -> N
     project = _project(tmp_path)
     checked = _dg(project, "check", "defs")
     assert checked.returncode == 0, checked.stdout + checked.stderr
+    # dg scaffolds one more: a defs.yaml naming the linear example.
+    scaffolded = _dg(project, "scaffold", "defs", "governance_pipeline.PipelineComponent",
+                     "claims_linear", "--path", "../../../../../pipelines/claims_linear.yaml")
+    assert scaffolded.returncode == 0, scaffolded.stdout + scaffolded.stderr
     listed = _dg(project, "list", "defs", "--json")
     assert listed.returncode == 0, listed.stderr
     doc = json.loads(listed.stdout)
-    assert sorted(j["name"] for j in doc["jobs"]) == ["claims_screening_notes", "claims_triage"]
-    assets = {a["asset_key"]: a for a in doc["assets"]}
+    assert sorted(j["name"] for j in doc["jobs"]) == ["claims_linear", "claims_screening_notes",
+                                                      "claims_triage"]
+    assets = {a["asset_key"]: a for a in doc["assets"] if not a["asset_key"].startswith(
+        "claims_linear/")}
     sinks = {f"claims_triage/{s}" for s in ("standard", "review_summary", "rejected", "errors",
                                             "quarantine")} | {"claims_screening/published"}
     assert sinks | {"claims_triage/source", "claims_screening/source"} == set(assets)

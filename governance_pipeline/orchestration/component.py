@@ -9,7 +9,8 @@ A ``dg`` project declares a pipeline in a ``defs.yaml``::
       description: Nightly triage of new claims         # optional; default the pipeline's
       tags: {team: claims}                              # optional run tags of the job
 
-and ``dg list defs`` / ``dg check defs`` see what it builds: the pipeline's job (its description
+(``dg scaffold defs governance_pipeline.PipelineComponent DIR --path PIPELINE.yaml`` writes
+one), and ``dg list defs`` / ``dg check defs`` see what it builds: the pipeline's job (its description
 the node graph), the source and sink assets of its group, and a policy check per sink and policy
 (``pipeline_assets``). The code location of ``workspace.yaml`` (``catalog``) builds every
 pipeline of ``GOVERNANCE_PIPELINES_DIR`` with the same ``PipelineComponent.definitions``, so
@@ -32,7 +33,8 @@ from dagster import (
     Definitions,
     multi_asset_check,
 )
-from pydantic import Field
+from dagster.components import ScaffoldRequest, Scaffolder, scaffold_component, scaffold_with
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from governance_pipeline.contracts.clock import SYSTEM_CLOCK
@@ -85,6 +87,24 @@ def load_validated(path: Path, env: Mapping[str, str]) -> PipelineConfig:
     return config
 
 
+class PipelineScaffoldParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(description="The pipeline YAML, relative to the new defs.yaml.")
+
+
+class PipelineScaffolder(Scaffolder[PipelineScaffoldParams]):
+    """``dg scaffold defs governance_pipeline.PipelineComponent DIR --path PIPELINE.yaml``."""
+
+    @classmethod
+    def get_scaffold_params(cls) -> type[PipelineScaffoldParams]:
+        return PipelineScaffoldParams
+
+    def scaffold(self, request: ScaffoldRequest[PipelineScaffoldParams]) -> None:
+        scaffold_component(request, {"path": request.params.path})
+
+
+@scaffold_with(PipelineScaffolder)
 class PipelineComponent(dg.Component, dg.Resolvable, dg.Model):
     """A governance pipeline YAML as a Dagster job, its sinks as assets, its policies as checks."""
 
