@@ -30,7 +30,7 @@ from governance_pipeline.contracts.settings import Settings
 from governance_pipeline.landscape.store import Landscape
 from governance_pipeline.orchestration.approval_sensors import approval_sla_sensor
 from governance_pipeline.orchestration.bundle_assets import bundle_definitions
-from governance_pipeline.orchestration.catalog import build_pipeline_definitions
+from governance_pipeline.orchestration.catalog import build_pipeline_definitions, sink_asset_keys
 from governance_pipeline.orchestration.event_sensors import event_delivery_sensor
 
 # The UI shows findings as metadata; the full list is always in the run's logs.
@@ -92,10 +92,16 @@ landscape_integrity_nightly = ScheduleDefinition(
 # One job per pipeline file of GOVERNANCE_PIPELINES_DIR, the Landscape sensors and the pipeline
 # file checks, the evidence / SOC 2 / debrief assets behind the Landscape's blocking integrity
 # checks, the approval SLA and event delivery sensors (governance_pipeline/orchestration,
-# docs/orchestration.md). Building them reads the pipeline files, never the audit database.
-defs = Definitions.merge(
-    Definitions(jobs=[landscape_integrity], schedules=[landscape_integrity_nightly],
-                sensors=[approval_sla_sensor, event_delivery_sensor]),
-    build_pipeline_definitions(),
-    bundle_definitions(),
-)
+# docs/orchestration.md). Each pipeline's sinks are assets, upstream of the bundles that cover
+# them. Building them reads the pipeline files, never the audit database.
+def _code_location() -> Definitions:
+    pipelines = build_pipeline_definitions()
+    return Definitions.merge(
+        Definitions(jobs=[landscape_integrity], schedules=[landscape_integrity_nightly],
+                    sensors=[approval_sla_sensor, event_delivery_sensor]),
+        pipelines,
+        bundle_definitions(sink_asset_keys(pipelines)),
+    )
+
+
+defs = _code_location()

@@ -16,6 +16,7 @@ one per month, ``executive_debrief`` one per incident (dynamic ``incidents``); t
 
 # No ``from __future__ import annotations``: Dagster reads the annotations of the decorated
 # functions at definition time.
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetExecutionContext,
+    AssetKey,
     AssetSelection,
     Config,
     DefaultSensorStatus,
@@ -263,8 +265,15 @@ BUNDLE_ASSETS = (landscape_audit, evidence_bundle, soc2_bundle, executive_debrie
 BUNDLE_CHECKS = (sweep_clean, ledger_verified)
 
 
-def bundle_definitions() -> Definitions:
+def bundle_definitions(sink_keys: Sequence[AssetKey] = ()) -> Definitions:
     """Assets, checks, export jobs and the partition sensor (the ``landscape`` resource comes
-    from the code location)."""
-    return Definitions(assets=list(BUNDLE_ASSETS), asset_checks=list(BUNDLE_CHECKS),
+    from the code location). ``sink_keys``: the pipelines' sink assets, which every bundle
+    covers (a run's evidence, a month's runs, an incident's run), so they become its upstream
+    in the lineage graph."""
+    assets: list[Any] = list(BUNDLE_ASSETS)
+    if sink_keys:
+        assets = [landscape_audit, *(
+            a.map_asset_specs(lambda spec: spec.merge_attributes(deps=list(sink_keys)))
+            for a in BUNDLE_ASSETS if a is not landscape_audit)]
+    return Definitions(assets=assets, asset_checks=list(BUNDLE_CHECKS),
                        jobs=list(EXPORT_JOBS), sensors=[evidence_partitions_sensor])

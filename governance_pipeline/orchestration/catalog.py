@@ -5,6 +5,9 @@ warning when the code location loads, and — like every pipeline file — an as
 (``pipelines/<file>`` → ``valid``) whose description already says what is wrong and whose
 execution records the failure in the UI. The ``pipeline_validation`` sensor executes the checks
 whenever a pipeline file changes. One broken file never takes the other jobs down.
+
+Each valid file is built by the same ``component.PipelineComponent`` a ``dg`` project declares in
+a ``defs.yaml``: its job, its source and sink assets, its policy checks.
 """
 
 # No ``from __future__ import annotations``: Dagster reads the annotations of the decorated
@@ -26,7 +29,6 @@ from dagster import (
     AssetSpec,
     DefaultSensorStatus,
     Definitions,
-    JobDefinition,
     RunRequest,
     SensorEvaluationContext,
     SkipReason,
@@ -35,14 +37,13 @@ from dagster import (
     sensor,
 )
 
-from governance_pipeline.contracts.clock import SYSTEM_CLOCK
 from governance_pipeline.contracts.errors import GovernanceError
 from governance_pipeline.contracts.settings import Settings
-from governance_pipeline.engine.config import PipelineConfig, load_pipeline
-from governance_pipeline.engine.context import RunContext
-from governance_pipeline.governance.policy.runtime import preview_policy
-from governance_pipeline.orchestration.jobs import build_pipeline_job, job_name
-from governance_pipeline.orchestration.resources import LandscapeResource, pipeline_env
+from governance_pipeline.engine.config import PipelineConfig
+from governance_pipeline.orchestration.component import PipelineComponent, load_validated
+from governance_pipeline.orchestration.jobs import job_name
+from governance_pipeline.orchestration.pipeline_assets import ROLE_SINK, TAG_ROLE
+from governance_pipeline.orchestration.resources import SHARED_LANDSCAPE, pipeline_env
 from governance_pipeline.orchestration.sensors import SENSORS
 
 VALIDATION_JOB = "pipeline_validation"
@@ -73,9 +74,7 @@ def pipeline_files(directory: Path) -> list[Path]:
 def validate_file(path: Path, env: Mapping[str, str]) -> tuple[PipelineConfig | None, str | None]:
     """Load and fully validate one pipeline (schema, wiring, plugins, options, expressions)."""
     try:
-        config = load_pipeline(path, env=env)
-        RunContext.build("validate", config, path.parent, SYSTEM_CLOCK,
-                         policy=preview_policy(config, path.parent, env=env))
+        config = load_validated(path, env)
     except GovernanceError as exc:
         return None, f"{exc.code.code}: {exc.message}"
     except OSError as exc:
@@ -161,27 +160,38 @@ def _validation_sensor(directory: Path, job: object) -> object:
 
 
 def build_pipeline_definitions(settings: Settings | None = None) -> Definitions:
-    """Jobs, validation checks and sensors for the pipelines of ``settings.pipelines_dir``."""
+    """Jobs, assets, checks and sensors for the pipelines of ``settings.pipelines_dir``."""
     settings = settings or Settings.from_env()
     entries = scan(settings.pipelines_dir, pipeline_env(settings))
-    jobs: list[JobDefinition] = []
+    pipelines: list[Definitions] = []
     for entry in entries:
         if entry.config is None:
             warnings.warn(f"pipeline file {entry.path} is invalid and has no job: {entry.error}",
                           PipelineFileWarning, stacklevel=2)
         else:
-            jobs.append(build_pipeline_job(entry.path, entry.config))
+            component = PipelineComponent(path=str(entry.path))
+            pipelines.append(component.definitions(entry.path.parent, settings,
+                                                   config=entry.config))
     checks = _validation_checks(settings, entries)
     extra: list[object] = []
     if checks:
-        validation_job = define_asset_job(VALIDATION_JOB, selection=AssetSelection.all_asset_checks(),
+        validation_checks = [c for c in checks if not isinstance(c, AssetSpec)]
+        validation_job = define_asset_job(VALIDATION_JOB,
+                                          selection=AssetSelection.checks(*validation_checks),
                                           description="Validate every pipeline file.")
         extra = [validation_job]
         sensors = [*SENSORS, _validation_sensor(settings.pipelines_dir, validation_job)]
     else:
         sensors = list(SENSORS)
-    return Definitions(
+    return Definitions.merge(*pipelines, Definitions(
         assets=[c for c in checks if isinstance(c, AssetSpec)],
         asset_checks=[c for c in checks if not isinstance(c, AssetSpec)],
-        jobs=[*jobs, *extra], sensors=sensors,
-        resources={"landscape": LandscapeResource()})
+        jobs=extra, sensors=sensors,
+        resources={"landscape": SHARED_LANDSCAPE}))
+
+
+def sink_asset_keys(defs: Definitions) -> list[AssetKey]:
+    """The sink assets among ``defs``' assets (what the evidence bundles are downstream of)."""
+    return sorted((a.key for a in defs.assets or ()
+                   if isinstance(a, AssetSpec) and a.tags.get(TAG_ROLE) == ROLE_SINK),
+                  key=lambda k: k.path)

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
-from dagster import JobDefinition, build_reconstructable_job, graph
+from dagster import JobDefinition, MetadataValue, build_reconstructable_job, graph
 from dagster._core.definitions.reconstruct import ReconstructableJob
 from dagster import multi_or_in_process_executor as executor
 
@@ -50,25 +51,43 @@ def job_name(config: PipelineConfig) -> str:
     return name if name and not name[0].isdigit() else f"pipeline_{name}"
 
 
+def job_description(path: Path, config: PipelineConfig, description: str | None = None) -> str:
+    """What the UI shows for the job (Markdown): the pipeline's purpose, then its node graph."""
+    from governance_pipeline.orchestration.pipeline_assets import node_graph_markdown
+
+    head = description or config.description or f"Pipeline {config.name}"
+    return (f"{head}\n\nPipeline `{config.name}` (`{path.name}`), tenant `{config.tenant}`, "
+            f"chunk size {config.chunk_size}. Every run opens a Landscape run, processes the "
+            "source in chunks through the nodes below, writes the sinks and materialises them "
+            "as the assets `" + config.name + "/<sink>`.\n\n" + node_graph_markdown(config))
+
+
 def build_pipeline_job(path: Path, config: PipelineConfig, *,
-                       landscape: LandscapeResource | None = None) -> JobDefinition:
-    """The job that runs the pipeline at ``path`` (already validated as ``config``)."""
+                       landscape: LandscapeResource | None = None, name: str | None = None,
+                       description: str | None = None,
+                       tags: Mapping[str, str] | None = None) -> JobDefinition:
+    """The job that runs the pipeline at ``path`` (already validated as ``config``).
+
+    ``name``, ``description`` and extra ``tags`` are what a Dagster component may set
+    (``component.PipelineComponent``); by default the name is the pipeline's."""
     from governance_pipeline.governance.ir.dag import job_manifest
     from governance_pipeline.governance.ir.model import ir_hash
+    from governance_pipeline.orchestration.pipeline_assets import node_graph_markdown
 
     path = path.resolve()
     manifest = job_manifest(config)
     return pipeline_run.to_job(
-        name=job_name(config),
-        description=config.description or f"Pipeline {config.name} ({path.name})",
+        name=name or job_name(config),
+        description=job_description(path, config, description),
         resource_defs={"landscape": landscape or LandscapeResource(),
                        "pipeline": PipelineFile(path=str(path),
                                                 ir_manifest=json.dumps(manifest, sort_keys=True))},
         metadata={"ir_hash": ir_hash(config), "tenant": config.tenant,
-                  "pipeline_path": str(path)},
+                  "pipeline_path": str(path),
+                  "node_graph": MetadataValue.md(node_graph_markdown(config))},
         executor_def=executor,
         config={"execution": {"config": {"in_process": {}}}},
-        tags={TAG_PIPELINE: config.name, TAG_PIPELINE_PATH: str(path),
+        tags={**(tags or {}), TAG_PIPELINE: config.name, TAG_PIPELINE_PATH: str(path),
               "tenant": config.tenant},
     )
 

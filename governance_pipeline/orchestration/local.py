@@ -87,31 +87,56 @@ def execute_pipeline(instance: DagsterInstance, path: Path, config: Mapping[str,
     return JobRun(result.run_id, landscape_run_id, result.success), result
 
 
+def _problem_error(problem: Any, result: ExecutionResult,
+                   landscape_run_id: str | None) -> GovernanceError | None:
+    if not (isinstance(problem, dict) and problem.get("code") in REGISTRY):
+        return None
+    details = dict(problem.get("details") or {})
+    if landscape_run_id:
+        details.setdefault("run_id", landscape_run_id)
+    details["dagster_run_id"] = result.run_id
+    return GovernanceError(str(problem.get("detail", "")), code=REGISTRY[problem["code"]],
+                           details=details)
+
+
+def _stop_reported(result: ExecutionResult, landscape_run_id: str | None) -> GovernanceError | None:
+    """An enforced policy stop, as the failed blocking policy check of a sink reports it."""
+    for event in result.all_events:
+        if event.event_type is not DagsterEventType.ASSET_CHECK_EVALUATION:
+            continue
+        evaluation = event.asset_check_evaluation_data
+        if evaluation.passed or not evaluation.blocking or "problem" not in evaluation.metadata:
+            continue
+        error = _problem_error(getattr(evaluation.metadata["problem"], "data", None), result,
+                               landscape_run_id)
+        if error is not None:
+            return error
+    return None
+
+
 def step_failure_error(result: ExecutionResult, landscape_run_id: str | None) -> GovernanceError:
     """The error a failed job run stands for, with the code the failing step raised."""
+    stopped = _stop_reported(result, landscape_run_id)
+    if stopped is not None:
+        return stopped
     for event in result.all_events:
         if event.event_type is not DagsterEventType.STEP_FAILURE:
             continue
         data = event.step_failure_data
         user = data.user_failure_data
-        problem = None
         if user is not None and "problem" in user.metadata:
-            problem = getattr(user.metadata["problem"], "data", None)
-        if isinstance(problem, dict) and problem.get("code") in REGISTRY:
-            details = dict(problem.get("details") or {})
-            if landscape_run_id:
-                details.setdefault("run_id", landscape_run_id)
-            details["dagster_run_id"] = result.run_id
-            return GovernanceError(str(problem.get("detail", "")),
-                                   code=REGISTRY[problem["code"]], details=details)
-        error = data.error
-        while error is not None and error.cause is not None:  # Dagster wraps the op's error
-            error = error.cause
-        message = error.message.strip() if error else "step failed"
+            error = _problem_error(getattr(user.metadata["problem"], "data", None), result,
+                                   landscape_run_id)
+            if error is not None:
+                return error
+        error_info = data.error
+        while error_info is not None and error_info.cause is not None:  # Dagster wraps it
+            error_info = error_info.cause
+        message = error_info.message.strip() if error_info else "step failed"
         return OperationalError(
             f"step {event.step_key} failed: {message}", code=INTERNAL_ERROR,
             details={"run_id": landscape_run_id, "dagster_run_id": result.run_id,
-                     "exception": error.cls_name if error else None})
+                     "exception": error_info.cls_name if error_info else None})
     return OperationalError(f"Dagster run {result.run_id} did not succeed",
                             code=INTERNAL_ERROR,
                             details={"run_id": landscape_run_id,

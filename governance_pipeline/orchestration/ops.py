@@ -15,7 +15,6 @@ before Dagster records it, so the audit trail says why even when no sensor is ru
 
 import math
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,6 @@ from governance_pipeline.contracts.errors import (
     SWEEP_FINDINGS,
     ConfigError,
     GovernanceError,
-    PolicyStopError,
 )
 from governance_pipeline.contracts.ids import new_id
 from governance_pipeline.engine.config import PipelineConfig, load_pipeline
@@ -52,7 +50,15 @@ from governance_pipeline.landscape.queries import get_run
 from governance_pipeline.landscape.store import Landscape
 from governance_pipeline.landscape.sweep import sweep
 from governance_pipeline.orchestration import lifecycle, preflight
+from governance_pipeline.orchestration.pipeline_assets import pipeline_assets
+from governance_pipeline.orchestration.pipeline_reports import published_events
 from governance_pipeline.orchestration.resources import LandscapeResource
+from governance_pipeline.orchestration.step_failures import (
+    StopCatcher,
+    problem_metadata,
+    recording_failures,
+    report_stop,
+)
 from governance_pipeline.orchestration.staging import (
     ChunkGroup,
     discard_staging,
@@ -159,47 +165,6 @@ def _tag(context: OpExecutionContext, run_id: str, path: Path, config: PipelineC
         lifecycle.TAG_PIPELINE_PATH: str(path)})
 
 
-def problem_metadata(exc: GovernanceError, run_id: str | None) -> dict[str, Any]:
-    problem = exc.problem()
-    if run_id:
-        problem.setdefault("details", {}).setdefault("run_id", run_id)
-    return {"code": exc.code.code, "problem": MetadataValue.json(problem),
-            **({"landscape_run_id": run_id} if run_id else {})}
-
-
-@contextmanager
-def _recording_failures(context: OpExecutionContext, ls: Landscape | None,
-                        run_id: str | None) -> Iterator[None]:
-    """Record a step's failure in the Landscape run, then fail the step with the error's code."""
-    try:
-        yield
-    except PolicyStopError as exc:  # recorded with the stop itself: the run is failed_policy
-        # An expected outcome, not a crash: no traceback of the engine, the problem says it all.
-        raise Failure(description=f"{exc.code.code}: {exc.message}",
-                      metadata=problem_metadata(exc, run_id), allow_retries=False) from None
-    except GovernanceError as exc:
-        _record(context, ls, run_id, exc.problem())
-        raise Failure(description=f"{exc.code.code}: {exc.message}",
-                      metadata=problem_metadata(exc, run_id), allow_retries=False) from exc
-    except Exception as exc:  # noqa: BLE001 - recorded, then re-raised unchanged
-        _record(context, ls, run_id, {"title": type(exc).__name__, "detail": str(exc)})
-        raise
-
-
-def _record(context: OpExecutionContext, ls: Landscape | None, run_id: str | None,
-            error: dict[str, Any]) -> None:
-    if ls is None or run_id is None:
-        return
-    try:
-        lifecycle.record_failure(ls, run_id, dagster_run_id=context.run_id,
-                                 error={**error, "dagster_run_id": context.run_id,
-                                        "step": context.op_handle.name})
-    except GovernanceError as exc:
-        # The database itself may be the failure: the run-failure sensor, or the abandoned-run
-        # check on the stale heartbeat, records it later.
-        context.log.error(f"could not record the failure in run {run_id}: {exc.message}")
-
-
 def _counts_metadata(counts: dict[str, int]) -> dict[str, Any]:
     return {f"outcome/{k}": MetadataValue.int(v) for k, v in sorted(counts.items())}
 
@@ -210,7 +175,7 @@ def _counts_metadata(counts: dict[str, int]) -> dict[str, Any]:
 def open_run(context: OpExecutionContext, config: PipelineRunConfig,
              landscape: LandscapeResource, pipeline: PipelineFile) -> OpenedRun:
     run_id = config.resume_run_id
-    with _recording_failures(context, None, None):  # nothing to record in before a run exists
+    with recording_failures(context, None, None):  # nothing to record in before a run exists
         path, pipeline_config = _load(pipeline, landscape)
         ls = landscape.landscape()
         if run_id is None:
@@ -266,7 +231,7 @@ def _check_resumable(ls: Landscape, run_id: str, path: Path) -> None:
 def read_source(context: OpExecutionContext, opened: OpenedRun, landscape: LandscapeResource,
                 pipeline: PipelineFile) -> Iterator[DynamicOutput[ChunkGroup] | Output[tuple]]:
     ls = landscape.landscape()
-    with _recording_failures(context, ls, opened.run_id):
+    with recording_failures(context, ls, opened.run_id):
         path, config = _load(pipeline, landscape)
         runner = _attached_runner(context, ls, opened, path, config)
         done = runner.done_chunks()
@@ -291,17 +256,19 @@ def read_source(context: OpExecutionContext, opened: OpenedRun, landscape: Lands
 
 
 @op(out=Out(ChunkReport), description="Process, sink and checkpoint each chunk of the group; "
-    "chunks already checkpointed are skipped.")
+    "chunks already checkpointed are skipped. An enforced policy stop fails the sinks' policy "
+    "check (blocking), which fails the step.")
 def process_chunks(context: OpExecutionContext, opened: OpenedRun, group: ChunkGroup,
-                   landscape: LandscapeResource, pipeline: PipelineFile) -> ChunkReport:
+                   landscape: LandscapeResource, pipeline: PipelineFile) -> Iterator[Any]:
     ls = landscape.landscape()
-    with _recording_failures(context, ls, opened.run_id):
+    stop = StopCatcher()
+    counts: dict[str, int] = {}
+    processed: list[int] = []
+    with recording_failures(context, ls, opened.run_id, stop):
         path, config = _load(pipeline, landscape)
         runner = _attached_runner(context, ls, opened, path, config)
         runner.on_chunk = _progress(context, opened.run_id)
         done = runner.done_chunks()
-        counts: dict[str, int] = {}
-        processed: list[int] = []
         for staged in group.chunks:
             if staged.index in done:
                 context.log.info(f"chunk {staged.index} already checkpointed: skipped")
@@ -310,12 +277,14 @@ def process_chunks(context: OpExecutionContext, opened: OpenedRun, group: ChunkG
                 context.log.warning(f"run {opened.run_id} was stopped by an enforced policy: "
                                     f"chunk {staged.index} not processed")
                 break
-            _add(counts, runner.process_chunk(staged.index, load_chunk(staged)))
             processed.append(staged.index)
+            _add(counts, runner.process_chunk(staged.index, load_chunk(staged)))
+    if stop.error is not None:
+        yield from report_stop(context, ls, opened.run_id, config, stop.error)
     skipped = tuple(c.index for c in group.chunks if c.index not in processed)
-    context.add_output_metadata({"chunks_processed": len(processed),
-                                 "chunks_skipped": len(skipped), **_counts_metadata(counts)})
-    return ChunkReport(tuple(processed), skipped, counts)
+    yield Output(ChunkReport(tuple(processed), skipped, counts),
+                 metadata={"chunks_processed": len(processed), "chunks_skipped": len(skipped),
+                           **_counts_metadata(counts)})
 
 
 def _stopped_by_policy(ls: Landscape, run_id: str) -> bool:
@@ -334,11 +303,13 @@ def _progress(context: OpExecutionContext, run_id: str) -> Any:
     "not (see below), then flush what aggregations still buffer (end-of-source batches).")
 def final_step(context: OpExecutionContext, opened: OpenedRun, manifest: tuple,
                reports: list[ChunkReport], landscape: LandscapeResource,
-               pipeline: PipelineFile) -> ChunkReport:
+               pipeline: PipelineFile) -> Iterator[Any]:
     ls = landscape.landscape()
+    stop = StopCatcher()
     counts: dict[str, int] = {}
     processed: list[int] = []
-    with _recording_failures(context, ls, opened.run_id):
+    missing: list[Any] = []
+    with recording_failures(context, ls, opened.run_id, stop):
         path, config = _load(pipeline, landscape)
         runner = _attached_runner(context, ls, opened, path, config)
         runner.on_chunk = _progress(context, opened.run_id)
@@ -350,14 +321,16 @@ def final_step(context: OpExecutionContext, opened: OpenedRun, manifest: tuple,
             context.log.warning(f"{len(missing)} chunk(s) had no step that processed them "
                                 f"({', '.join(str(s.index) for s in missing)}): processed here")
         for staged in missing:
-            _add(counts, runner.process_chunk(staged.index, load_chunk(staged)))
             processed.append(staged.index)
+            _add(counts, runner.process_chunk(staged.index, load_chunk(staged)))
         if FINAL_CHUNK not in done:
-            _add(counts, runner.process_chunk(FINAL_CHUNK, []))
             processed.append(FINAL_CHUNK)
-    context.add_output_metadata({"chunk_steps": len(reports), "chunks_caught_up": len(missing),
-                                 **_counts_metadata(counts)})
-    return ChunkReport(tuple(processed), (), counts)
+            _add(counts, runner.process_chunk(FINAL_CHUNK, []))
+    if stop.error is not None:
+        yield from report_stop(context, ls, opened.run_id, config, stop.error)
+    yield Output(ChunkReport(tuple(processed), (), counts),
+                 metadata={"chunk_steps": len(reports), "chunks_caught_up": len(missing),
+                           **_counts_metadata(counts)})
 
 
 def _add(total: dict[str, int], counts: dict[str, int]) -> None:
@@ -366,11 +339,12 @@ def _add(total: dict[str, int], counts: dict[str, int]) -> None:
 
 
 @op(out=Out(dict), description="Promote sink parts to final artifacts, record them, close and "
-    "seal the run, sweep it; metadata: outcome counts and sink digests.")
+    "seal the run, sweep it; materialise the sink assets (rows, sha256, Landscape run id) and "
+    "evaluate their policy checks; metadata: outcome counts and sink digests.")
 def close_run(context: OpExecutionContext, opened: OpenedRun, final: ChunkReport,
               landscape: LandscapeResource, pipeline: PipelineFile) -> dict[str, Any]:
     ls = landscape.landscape()
-    with _recording_failures(context, ls, opened.run_id):
+    with recording_failures(context, ls, opened.run_id):
         path, config = _load(pipeline, landscape)
         runner = _attached_runner(context, ls, opened, path, config)
         if get_run(ls, opened.run_id).status is RunStatus.COMPLETED:
@@ -389,6 +363,9 @@ def close_run(context: OpExecutionContext, opened: OpenedRun, final: ChunkReport
         "sweep_findings": MetadataValue.int(len(swept.findings))})
     for finding in swept.findings:
         context.log.error(f"[{finding.check}] {finding.table} {finding.key}: {finding.message}")
+    # The sink assets and their policy checks, as the Landscape recorded the run.
+    for event in published_events(ls, opened.run_id, pipeline_assets(config)):
+        context.log_event(event)
     if swept.findings:
         exc = GovernanceError(f"the sweep of run {result.run_id} found {len(swept.findings)} "
                               "broken invariant(s)", code=SWEEP_FINDINGS,

@@ -72,3 +72,9 @@ class LandscapeResource(ConfigurableResource):  # type: ignore[misc]
         if self._landscape is not None:
             self._landscape.dispose()
             self._landscape = None
+
+
+#: The one Landscape resource of a code location: every pipeline component and the catalog bind
+#: this same object, so Dagster merges their definitions (it refuses two different resources
+#: under one key).
+SHARED_LANDSCAPE = LandscapeResource()

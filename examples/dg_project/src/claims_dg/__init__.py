@@ -1,0 +1,1 @@
+"""An example `dg` project: governance pipelines as Dagster components."""
