@@ -26,6 +26,7 @@ from governance_pipeline.engine.runner import RunResult, config_hash
 from governance_pipeline.governance.ir.record import record_validation
 from governance_pipeline.governance.ir.risk import Outcome, rejection, validate_ir
 from governance_pipeline.governance.policy.runtime import preview_policy
+from governance_pipeline.landscape.code_manifest import identity_line
 from governance_pipeline.landscape.explain import Explanation, explain
 
 
@@ -244,6 +245,10 @@ def _print_explanation(state: CliState, exp: Explanation) -> None:
             state.say(f"    outcome: {o.outcome.value}{where} ({kind})")
         for err in view.errors:
             state.say(f"    why: {err}")
+    if exp.code:
+        state.say(f"  code (run manifest sha256 {exp.code_manifest_hash}):")
+        for identity in exp.code:
+            state.say(f"    {identity_line(identity)}")
 
 
 @click.command("explain")

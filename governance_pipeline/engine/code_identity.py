@@ -15,7 +15,7 @@ from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from governance_pipeline.contracts.code_records import IDENTITY_FIELDS, CodeIdentityRecord
 from governance_pipeline.contracts.errors import ConfigError, ExitCode, register
@@ -26,7 +26,10 @@ from governance_pipeline.engine.context import Plugins, build_plugins
 from governance_pipeline.engine.graph import SOURCE_NODE_ID, Graph, build_graph
 from governance_pipeline.engine.plugin_api import BatchFunction, Plugin, Sink, Source, Transform
 from governance_pipeline.engine.registry import plugin_distribution
-from governance_pipeline.landscape.schema import code_identities
+from governance_pipeline.landscape.code_manifest import manifest_hash, stored_identities
+
+__all__ = ["CODE_CHANGED", "CodeChangedError", "current_identities", "identities",
+           "manifest_hash", "require_unchanged", "stored_identities"]
 
 CODE_CHANGED = register(
     "GP-CODE-001", "The code of a node changed since the run started",
@@ -106,17 +109,6 @@ def current_identities(run_id: str, config: PipelineConfig, base_dir: Path,
     """Identities as the code stands now (plugins built afresh: modules re-read)."""
     graph = build_graph(config)
     return identities(run_id, graph, build_plugins(config, graph, base_dir), now)
-
-
-def manifest_hash(records: list[CodeIdentityRecord]) -> str:
-    """SHA-256 of the canonical JSON of every node's compared identity, in step order."""
-    return stable_hash([r.identity() for r in sorted(records, key=lambda r: r.position)])
-
-
-def stored_identities(conn: Connection, run_id: str) -> list[CodeIdentityRecord]:
-    return [CodeIdentityRecord.from_row(r) for r in conn.execute(
-        select(code_identities).where(code_identities.c.run_id == run_id)
-        .order_by(code_identities.c.position, code_identities.c.node_id)).mappings()]
 
 
 def _short(value: object) -> str:
