@@ -42,9 +42,10 @@ class LoadedFunction:
     identity: FunctionIdentity
 
 
-def _fail(plugin: str, message: str, *, code: Any = PYTHON_FUNCTION_UNLOADABLE) -> ConfigError:
-    return ConfigError(f"{plugin}: options.function: {message}", code=code,
-                       details={"plugin": plugin, "problems": [f"options.function: {message}"]})
+def _fail(plugin: str, message: str, *, code: Any = PYTHON_FUNCTION_UNLOADABLE,
+          option: str = "function") -> ConfigError:
+    return ConfigError(f"{plugin}: options.{option}: {message}", code=code,
+                       details={"plugin": plugin, "problems": [f"options.{option}: {message}"]})
 
 
 def _sha256(path: Path) -> str:
@@ -123,7 +124,8 @@ def load_function(plugin: str, spec: str, *, base_dir: Path,
     dirs = [(base_dir / d).resolve() for d in extra_dirs] + [base_dir.resolve()]
     missing = [str(d) for d in dirs[:len(extra_dirs)] if not d.is_dir()]
     if missing:
-        raise _fail(plugin, f"options.path directory {missing[0]} does not exist")
+        raise _fail(plugin, f"directory {missing[0]} does not exist (paths are relative to "
+                            "the pipeline file)", option="path")
     try:
         module, origin = _import(plugin, module_name, dirs)
     except ConfigError:
