@@ -158,8 +158,9 @@ class ChunkTransform(Transform):
     """A transform that can take every row a chunk brings to its node in one call.
 
     When ``takes_chunks`` is true the engine calls ``process_chunk`` instead of ``process``:
-    ``keys`` are the rows' token ids (unique), and the result holds one ``TransformResult`` per
-    input row, in input order.
+    ``keys`` are the rows' token ids (unique), and the result holds one entry per input row, in
+    input order: the output row itself (a ``dict``: the common case, no wrapper to build per
+    row) or a ``TransformResult`` (dropped, error, expanded).
     """
 
     @property
@@ -167,7 +168,8 @@ class ChunkTransform(Transform):
         return True
 
     @abstractmethod
-    def process_chunk(self, rows: Sequence[Row], keys: Sequence[str]) -> list[TransformResult]:
+    def process_chunk(self, rows: Sequence[Row],
+                      keys: Sequence[str]) -> list[TransformResult | Row]:
         ...
 
 

@@ -194,7 +194,9 @@ class ChunkProcessor:
                                   f"{len(works)} rows", code=AUDIT_INTEGRITY)
         share = _ms(start) / len(works)
         for work, result in zip(works, results):
-            self._settle(node, work, result, share, [])
+            if type(result) is dict:
+                result = TransformResult(row=result)
+            self._settle(node, work, result, share, [])  # type: ignore[arg-type]
 
     def _settle(self, node: TransformNode, work: Work, result: TransformResult,
                 duration_ms: float, calls: list[Any]) -> None:

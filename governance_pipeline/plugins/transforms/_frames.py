@@ -6,7 +6,7 @@ numpy scalars become ``int``/``float``/``bool``/``str``, timestamps and dates IS
 (``Unrepresentable``), never coerced. Into a DataFrame, each column gets the dtype that gives its
 values back exactly: ``int64``/``float64``/``bool`` without nulls, the nullable ``Int64``/
 ``Float64``/``boolean`` with nulls (so a null stays null, never a NaN), ``object`` for mixed
-columns (1 and 1.0 stay distinct), pandas' own inference for text.
+columns (1 and 1.0 stay distinct) and for text.
 """
 
 from __future__ import annotations
@@ -102,20 +102,29 @@ def _column(values: list[Any]) -> Any:
         return pd.array(values, dtype="Float64") if nulls else np.array(values, dtype=np.float64)
     if kinds == {bool}:
         return pd.array(values, dtype="boolean") if nulls else np.array(values, dtype=bool)
-    if kinds == {str}:
-        return values  # pandas' own text dtype
+    # Text (and anything else) as Python objects: exact, and no conversion either way.
     column = np.empty(len(values), dtype=object)
-    for i, v in enumerate(values):  # element-wise: a list value must stay one cell
-        column[i] = v
+    if kinds & {list, tuple, dict}:
+        for i, v in enumerate(values):  # element-wise: a list value must stay one cell
+            column[i] = v
+    else:
+        column[:] = values
     return column
 
 
 def frame_from_rows(rows: Sequence[Row], index: Sequence[Any] | None = None) -> pd.DataFrame:
-    names: dict[str, None] = {}
-    for row in rows:
-        names.update(dict.fromkeys(row))
-    data = {name: _column([row.get(name) for row in rows]) for name in names}
-    idx = pd.Index(index, name="token_id") if index is not None else pd.RangeIndex(len(rows))
+    names = tuple(rows[0]) if rows else ()
+    if all(tuple(row) == names for row in rows):  # a source's rows share their fields
+        columns = list(zip(*(tuple(row.values()) for row in rows))) or [() for _ in names]
+        data = {name: _column(list(col)) for name, col in zip(names, columns)}
+    else:
+        seen: dict[str, None] = {}
+        for row in rows:
+            seen.update(dict.fromkeys(row))
+        data = {name: _column([row.get(name) for row in rows]) for name in seen}
+    # Token ids as an object index: hashed lookups (isin, get_indexer) stay cheap.
+    idx = pd.Index(np.array(index, dtype=object), dtype=object, name="token_id") \
+        if index is not None else pd.RangeIndex(len(rows))
     return pd.DataFrame(data, index=idx)
 
 
@@ -135,6 +144,8 @@ def _values(series: pd.Series, name: str, bad: dict[int, str]) -> list[Any]:
         values = series.tolist()
     else:  # extension dtypes (nullable, text, categorical…): their missing marker is null
         values = series.to_numpy(dtype=object, na_value=None).tolist()
+    if set(map(type, values)) <= _NATIVE:  # the common case, checked at C speed
+        return values
     out = []
     for i, v in enumerate(values):
         try:

@@ -122,11 +122,12 @@ class PythonTransform(ChunkTransform):
 
     # -- one DataFrame per chunk ------------------------------------------------------------------
     def _all(self, n: int, code: str, reason: str,
-             context: Mapping[str, Any] | None = None) -> list[TransformResult]:
+             context: Mapping[str, Any] | None = None) -> list[TransformResult | Row]:
         result = TransformResult.fail(code, reason, {"function": self.qualname, **(context or {})})
         return [result] * n
 
-    def process_chunk(self, rows: Sequence[Row], keys: Sequence[str]) -> list[TransformResult]:
+    def process_chunk(self, rows: Sequence[Row],
+                      keys: Sequence[str]) -> list[TransformResult | Row]:
         frame = frame_from_rows(rows, keys)
         try:
             out = self.fn(frame)
@@ -163,11 +164,15 @@ class PythonTransform(ChunkTransform):
         return None
 
     def _results(self, positions: list[int], values: list[Row], bad: dict[int, str],
-                 n: int) -> list[TransformResult]:
+                 n: int) -> list[TransformResult | Row]:
+        if len(positions) == n and not bad and positions == list(range(n)):
+            return list(values)  # every row kept, in order, unchanged in number: no grouping
+        if not self.config.expands or len(set(positions)) == len(positions):
+            return self._one_to_one(positions, values, bad, n)
         produced: list[list[int]] = [[] for _ in range(n)]
         for out_pos, in_pos in enumerate(positions):
             produced[in_pos].append(out_pos)
-        results: list[TransformResult] = []
+        results: list[TransformResult | Row] = []
         for outs in produced:
             if not outs:
                 results.append(TransformResult.drop(
@@ -179,9 +184,23 @@ class PythonTransform(ChunkTransform):
                     PYTHON_VALUE_UNREPRESENTABLE.code, f"{self.qualname} returned {refused}",
                     {"function": self.qualname}))
             elif len(outs) == 1:
-                results.append(TransformResult.ok(values[outs[0]]))
+                results.append(values[outs[0]])
             else:
                 results.append(TransformResult(expanded=tuple(values[o] for o in outs)))
+        return results
+
+
+    def _one_to_one(self, positions: list[int], values: list[Row], bad: dict[int, str],
+                    n: int) -> list[TransformResult | Row]:
+        """At most one output row per input row: a slot per input, dropped unless filled."""
+        results: list[TransformResult | Row] = [TransformResult.drop(
+            f"{self.qualname}: row not in the returned DataFrame")] * n
+        for out_pos, in_pos in enumerate(positions):
+            results[in_pos] = values[out_pos]
+        for out_pos, why in bad.items():
+            results[positions[out_pos]] = TransformResult.fail(
+                PYTHON_VALUE_UNREPRESENTABLE.code, f"{self.qualname} returned {why}",
+                {"function": self.qualname})
         return results
 
 
