@@ -62,6 +62,8 @@ def tag(row: dict) -> dict:
         return None
     if row["id"] == 5:
         return {**row, "bad": float("nan")}
+    if row["id"] == 7:
+        return {**row, "big": np.int64(2**60)}
     return {**row, "n": np.int64(row["id"]) * 2, "f": np.float64(row["x"]) / 2,
             "b": np.bool_(row["id"] % 2 == 0), "missing": pd.NA, "none": None,
             "ts": pd.Timestamp("2024-05-01T12:00:00") + pd.Timedelta(days=row["id"]),
@@ -170,7 +172,7 @@ def test_row_function_results_raises_drops_and_nan_take_their_routes(
     result = run_pipeline(landscape, clock, path)
     assert result.status is RunStatus.COMPLETED
     out = read_jsonl(tmp_path / "out" / "out.jsonl")
-    assert [r["id"] for r in out] == [1, 2, 6, 7, 8]
+    assert [r["id"] for r in out] == [1, 2, 6, 8]
     first = out[0]
     assert first["n"] == 2 and type(first["n"]) is int
     assert first["f"] == 0.75 and first["b"] is False and out[1]["b"] is True
@@ -178,7 +180,8 @@ def test_row_function_results_raises_drops_and_nan_take_their_routes(
     assert first["ts"] == "2024-05-02T12:00:00"
     assert first["nested"] == {"k": [1, 0.5]}
     errors = {r["id"]: r for r in read_jsonl(tmp_path / "out" / "errors.jsonl")}
-    assert sorted(errors) == [3, 5]
+    assert sorted(errors) == [3, 5, 7]
+    assert errors[7]["_error_code"] == "GP-TRANSFORM-007" and "2**53" in errors[7]["_error_reason"]
     assert errors[3]["_error_code"] == "GP-TRANSFORM-008" and errors[3]["_error_node"] == "mine"
     assert errors[3]["_error_reason"] == "ucode.fns:tag raised KeyError: 'no such claim'"
     assert errors[5]["_error_code"] == "GP-TRANSFORM-007"

@@ -14,7 +14,6 @@ from typing import Any
 from governance_pipeline.contracts.enums import NodeStateStatus, Outcome, RoutingMode
 from governance_pipeline.contracts.errors import (
     AUDIT_INTEGRITY,
-    PYTHON_VALUE_UNREPRESENTABLE,
     CanonicalizationError,
     GovernanceError,
 )
@@ -209,8 +208,7 @@ class ChunkProcessor:
             try:
                 out_hash = work.row_hash if result.row is work.row else trail.hash_row(result.row)
             except CanonicalizationError as exc:  # this row cannot be hashed: it fails alone
-                result = TransformResult.fail(PYTHON_VALUE_UNREPRESENTABLE.code, exc.message,
-                                              result.context)
+                result = TransformResult.fail(exc.code.code, exc.message, result.context)
             else:
                 state = trail.state(work, node.id, NodeStateStatus.COMPLETED,
                                     output_hash=out_hash, duration_ms=duration_ms,
@@ -245,8 +243,8 @@ class ChunkProcessor:
         try:
             hashes = [trail.hash_row(row) for row in result.expanded]
         except CanonicalizationError as exc:
-            self._settle(node, work, TransformResult.fail(PYTHON_VALUE_UNREPRESENTABLE.code,
-                                                          exc.message), duration_ms, [])
+            self._settle(node, work, TransformResult.fail(exc.code.code, exc.message),
+                         duration_ms, [])
             return
         group = ids.expand_group_id(work.token_id, self.ctx.graph.positions[node.id])
         context = {"node": node.id, "expanded": len(hashes), "expand_group": group}

@@ -31,12 +31,24 @@ class Unrepresentable(ValueError):
         self.why = why
 
 
-_NATIVE = frozenset({str, int, bool, type(None)})
+_NATIVE = frozenset({str, bool, type(None)})  # ints are range-checked, floats NaN-checked
+
+
+_SAFE_INT = 2**53  # RFC 8785 / I-JSON: integers must be exact as doubles
+
+
+def _int(value: int, where: str) -> int:
+    if -_SAFE_INT < value < _SAFE_INT:
+        return value
+    raise Unrepresentable(where, f"{value} is outside ±2**53, where JSON integers are exact: "
+                                 "return it as a str")
 
 
 def plain(value: Any, where: str) -> Any:
     """``value`` as a JSON value, or ``Unrepresentable``."""
     t = type(value)
+    if t is int:
+        return _int(value, where)
     if t in _NATIVE:
         return value
     if t is float:
@@ -53,7 +65,7 @@ def plain(value: Any, where: str) -> Any:
         if isinstance(value, np.bool_):
             return bool(value)
         if isinstance(value, np.integer):
-            return int(value)
+            return _int(int(value), where)
         if isinstance(value, np.floating):
             return plain(float(value), where)
         if isinstance(value, np.str_):
@@ -65,7 +77,7 @@ def plain(value: Any, where: str) -> Any:
     if isinstance(value, bool):
         return bool(value)
     if isinstance(value, int):  # IntEnum and other int subclasses: their value
-        return int(value)
+        return _int(int(value), where)
     if isinstance(value, float):
         return plain(float(value), where)
     if isinstance(value, str):
@@ -133,8 +145,14 @@ def _values(series: pd.Series, name: str, bad: dict[int, str]) -> list[Any]:
     dtype = series.dtype
     if isinstance(dtype, np.dtype):
         kind = dtype.kind
-        if kind in "iub":
-            return series.tolist()  # Python ints and bools, no per-value work
+        if kind == "b":
+            return series.tolist()
+        if kind in "iu":
+            array = series.to_numpy()
+            for i in np.flatnonzero((array <= -_SAFE_INT) | (array >= _SAFE_INT)).tolist():
+                bad.setdefault(i, f"{name}: {array[i]} is outside ±2**53, where JSON integers "
+                                  "are exact: return it as a str")
+            return array.tolist()  # Python ints, no per-value work
         if kind == "f":
             array = series.to_numpy()
             for i in np.flatnonzero(~np.isfinite(array)).tolist():
