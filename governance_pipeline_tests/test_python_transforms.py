@@ -429,18 +429,42 @@ def test_a_plugin_from_another_distribution_version_is_a_code_change(
 
 
 def test_cli_validate_reports_a_broken_function_with_its_fix(tmp_path: Path) -> None:
-    """Through the CLI: the error code, the field path and the fix on stderr, exit 2."""
+    """Through the CLI: the error code, the field path and the fix on stderr, exit 2; the
+    correct twin validates and names the function and its source hash."""
     import subprocess
     from governance_pipeline_tests.test_engine_run import CLI
 
-    path = project(tmp_path, [python_node("nope")])
+    env = {"PATH": "/usr/bin:/bin", "GOVERNANCE_HOME": str(tmp_path / "h")}
+    path = project(tmp_path / "broken", [python_node("nope")])
     proc = subprocess.run([str(CLI), "validate", str(path)], capture_output=True, text=True,
-                          env={"PATH": "/usr/bin:/bin", "GOVERNANCE_HOME": str(tmp_path / "h")},
-                          timeout=120)
+                          env=env, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "error GP-TRANSFORM-004: nodes[0]: python: options.function:" in proc.stderr
     assert "fix: Give options.function as package.module:callable" in proc.stderr
     assert "Traceback" not in proc.stderr
+    good = project(tmp_path / "good", [python_node("tag")])
+    proc = subprocess.run([str(CLI), "validate", str(good), "--json"], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    code = {n["node_id"]: n for n in json.loads(proc.stdout)["code"]}
+    assert code["mine"]["function"] == "ucode.fns:tag"
+    assert code["mine"]["source_sha256"] == hashlib.sha256(
+        (good.parent / "ucode" / "fns.py").read_bytes()).hexdigest()
+
+
+def test_a_run_recorded_without_a_manifest_resumes_without_the_check(
+        landscape: Landscape, tmp_path: Path) -> None:
+    """Runs recorded before code identities existed have nothing to compare against."""
+    from governance_pipeline.engine.code_identity import require_unchanged
+    from governance_pipeline.landscape.recorder import Recorder
+    from governance_pipeline_tests.synthetic import record_synthetic_run
+
+    run = record_synthetic_run(Recorder(landscape))
+    path = project(tmp_path, [python_node("tag")])
+    with landscape.engine.connect() as conn:
+        assert stored_identities(conn, run.run_id) == []
+        require_unchanged(conn, run.run_id,
+                          current_identities(run.run_id, load_pipeline(path), path.parent, ""))
 
 
 USER_CODE = textwrap.dedent(USER_CODE)
