@@ -468,3 +468,39 @@ def test_a_run_recorded_without_a_manifest_resumes_without_the_check(
 
 
 USER_CODE = textwrap.dedent(USER_CODE)
+
+
+def test_an_entry_point_plugin_records_its_own_distribution_and_version(tmp_path: Path) -> None:
+    """A third-party distribution (real metadata on PYTHONPATH) registering a transform."""
+    import os
+    import subprocess
+    from governance_pipeline_tests.test_engine_run import CLI
+
+    site = tmp_path / "site"
+    (site / "acme_plugins").mkdir(parents=True)
+    (site / "acme_plugins" / "__init__.py").write_text(textwrap.dedent('''
+        from governance_pipeline.engine.plugin_api import Transform, TransformResult
+
+        class Shout(Transform):
+            name = "shout"
+
+            def process(self, row, ctx):
+                return TransformResult.ok({k: v.upper() if isinstance(v, str) else v
+                                           for k, v in row.items()})
+        '''))
+    info = site / "acme_plugins-2.3.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-plugins\nVersion: 2.3.1\n")
+    (info / "entry_points.txt").write_text(
+        "[governance_pipeline.transforms]\nshout = acme_plugins:Shout\n")
+    path = project(tmp_path, [{"id": "loud", "kind": "transform", "plugin": "shout",
+                               "input": "in0", "on_success": "out"}])
+    env = {**os.environ, "PYTHONPATH": str(site), "GOVERNANCE_HOME": str(tmp_path / "h")}
+    proc = subprocess.run([str(CLI), "validate", str(path), "--json"], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    code = {n["node_id"]: n for n in json.loads(proc.stdout)["code"]}
+    assert (code["loud"]["plugin"], code["loud"]["distribution"], code["loud"]["plugin_version"]) \
+        == ("shout", "acme-plugins", "2.3.1")
+    assert code["loud"]["plugin_class"] == "acme_plugins:Shout"
+    assert code["out"]["distribution"] == "governance-pipeline"
