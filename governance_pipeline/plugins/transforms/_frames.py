@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from operator import itemgetter
 from datetime import date, datetime, time
 from typing import Any
 
@@ -124,19 +125,37 @@ def _column(values: list[Any]) -> Any:
     return column
 
 
+def _same_fields(rows: Sequence[Row], names: tuple[str, ...]) -> list[tuple[Any, ...]] | None:
+    """Each row's values in ``names`` order, or None unless every row has exactly those fields."""
+    if not names or set(map(len, rows)) != {len(names)}:
+        return None
+    getter = itemgetter(*names)
+    try:
+        cells = list(map(getter, rows))
+    except KeyError:
+        return None
+    return cells if len(names) > 1 else [(c,) for c in cells]
+
+
 def frame_from_rows(rows: Sequence[Row], index: Sequence[Any] | None = None) -> pd.DataFrame:
+    # Token ids as an object index: hashed lookups (isin, get_indexer) stay cheap.
+    idx = pd.Index(np.array(index, dtype=object), dtype=object, name="token_id") \
+        if index is not None else pd.RangeIndex(len(rows))
     names = tuple(rows[0]) if rows else ()
-    if all(tuple(row) == names for row in rows):  # a source's rows share their fields
-        columns = list(zip(*(tuple(row.values()) for row in rows))) or [() for _ in names]
-        data = {name: _column(list(col)) for name, col in zip(names, columns)}
+    cells = _same_fields(rows, names)
+    if cells is not None:  # a source's rows share their fields: gathered at C speed
+        values = dict(zip(names, map(list, zip(*cells))))
     else:
         seen: dict[str, None] = {}
         for row in rows:
             seen.update(dict.fromkeys(row))
-        data = {name: _column([row.get(name) for row in rows]) for name in seen}
-    # Token ids as an object index: hashed lookups (isin, get_indexer) stay cheap.
-    idx = pd.Index(np.array(index, dtype=object), dtype=object, name="token_id") \
-        if index is not None else pd.RangeIndex(len(rows))
+        values = {name: [row.get(name) for row in rows] for name in seen}
+    data = {}
+    for name, column in values.items():
+        array = _column(column)
+        # An object ndarray would be re-inferred as pandas' text dtype: a Series keeps it.
+        data[name] = pd.Series(array, index=idx, dtype=object, copy=False) \
+            if isinstance(array, np.ndarray) and array.dtype == object else array
     return pd.DataFrame(data, index=idx)
 
 
