@@ -4,7 +4,8 @@
     python examples/generate_data.py --rows 1000000 --out /tmp/claims_1m.csv   # for benchmarks
 
 A few malformed records are planted on purpose (bad UTF-8, a wrong type, an extra column, a
-missing value) so that a first run shows quarantine at work.
+missing value) so that a first run shows quarantine at work, and one well-typed claim with a
+malformed customer id that the Python check of claims_pandas.yaml refuses.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def claim_line(rng: random.Random, i: int) -> str:
 def write_claims(path: Path, rows: int, *, seed: int = 7, malformed: bool = True) -> None:
     rng = random.Random(seed)
     bad = {rows // 7: "bad_encoding", rows // 3: "wrong_type", rows // 2: "extra_field",
-           (2 * rows) // 3: "missing_value"} if malformed and rows >= 10 else {}
+           (2 * rows) // 3: "missing_value",
+           (5 * rows) // 6: "bad_customer"} if malformed and rows >= 10 else {}
     with path.open("wb") as fh:
         fh.write(HEADER.encode())
         for i in range(rows):
@@ -41,6 +43,12 @@ def write_claims(path: Path, rows: int, *, seed: int = 7, malformed: bool = True
                 fh.write(f"{i},customer-00003,east,99.0,fire,unexpected\n".encode())
             elif kind == "missing_value":
                 fh.write(f"{i},customer-00004,west,,theft\n".encode())
+            elif kind == "bad_customer":
+                # A well-typed row whose customer id has a letter O for a zero: the source
+                # accepts it; the Python check of examples/pipelines/claims_pandas.yaml refuses
+                # it. Drawn like any claim, so every other row stays as it was.
+                line = claim_line(rng, i)
+                fh.write(line.replace(",customer-0", ",customer-O", 1).encode())
             else:
                 fh.write(claim_line(rng, i).encode())
 

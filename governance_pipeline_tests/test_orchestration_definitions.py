@@ -45,8 +45,8 @@ def _jobs(defs: object) -> list[str]:
 def test_one_job_per_example_pipeline_with_sensors(home: Home) -> None:
     defs, warned = _build()
     assert warned == []
-    assert _jobs(defs) == ["claims_linear", "claims_screening", "claims_triage", "partner_export",
-                           VALIDATION_JOB]
+    assert _jobs(defs) == ["claims_linear", "claims_pandas", "claims_screening", "claims_triage",
+                           "partner_export", VALIDATION_JOB]
     repo = defs.get_repository_def()  # type: ignore[attr-defined]
     assert {s.name for s in repo.sensor_defs} == {
         "landscape_run_failure", "landscape_run_cancelled", "landscape_abandoned_runs",
@@ -72,7 +72,7 @@ def test_a_broken_pipeline_file_is_reported_and_the_others_still_load(
         triage.replace("name: claims_triage", "name: landscape_integrity"), encoding="utf-8")
 
     defs, warned = _build()
-    assert _jobs(defs) == ["claims_linear", "claims_screening", "claims_triage",
+    assert _jobs(defs) == ["claims_linear", "claims_pandas", "claims_screening", "claims_triage",
                            "partner_export", VALIDATION_JOB, "triage_copy"]
     assert len(warned) == 4
     assert any("not_yaml.yaml" in w for w in warned)
@@ -93,7 +93,7 @@ def test_a_broken_pipeline_file_is_reported_and_the_others_still_load(
     evaluations = {e.asset_key.path[-1]: e.passed
                    for e in (ev.asset_check_evaluation_data for ev in result.all_events
                              if ev.event_type_value == "ASSET_CHECK_EVALUATION")}
-    assert evaluations == {"claims_linear": True, "claims_triage": True,
+    assert evaluations == {"claims_linear": True, "claims_pandas": True, "claims_triage": True,
                            "claims_screening": True, "partner_export": True, "not_yaml": False,
                            "bad_plugin": False, "same_name": True, "same_name_2": False,
                            "reserved": False}

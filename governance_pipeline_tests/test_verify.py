@@ -7,17 +7,19 @@ import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
+from governance_pipeline.contracts.clock import ManualClock
 from governance_pipeline.contracts.enums import RunStatus, TerminationReason
 from governance_pipeline.contracts.errors import Finding, NotFoundError
 from governance_pipeline.contracts.hashing import canonical_json
 from governance_pipeline.landscape import ledger
 from governance_pipeline.landscape.keys import Signer
 from governance_pipeline.landscape.recorder import Recorder
-from governance_pipeline.landscape.schema import GLOBAL_SCOPE, LEDGERED
+from governance_pipeline.landscape.schema import GLOBAL_SCOPE, LEDGERED, code_identities
 from governance_pipeline.landscape.store import Landscape
 from governance_pipeline.landscape.verify import VerifyReport, verify
 from governance_pipeline_tests import tamper
@@ -474,3 +476,35 @@ def test_record_naming_no_scope_is_found(landscape: Landscape, db_url: str,
     report = verify(landscape)
     assert any(f.check == "record" and f.key == run.completed_outcome_id and f.scope is None
                and f.message.startswith("inserted") for f in report.findings), report.findings
+
+
+# --- the code manifest (code_identities, written with the run's nodes) ------------------------
+@pytest.fixture
+def python_run(landscape: Landscape, clock: ManualClock, tmp_path: Path) -> str:
+    """A real engine run of a pipeline with a Python transform: its manifest names the function."""
+    from governance_pipeline_tests.test_engine_run import run_pipeline
+    from governance_pipeline_tests.test_python_transforms import project, python_node
+
+    return run_pipeline(landscape, clock, project(tmp_path, [python_node("keep",
+                                                                          mode="dataframe")])).run_id
+
+
+def test_untouched_code_manifest_verifies_clean(landscape: Landscape, python_run: str) -> None:
+    report = verify(landscape, python_run)
+    assert report.ok, report.findings
+    with landscape.engine.connect() as conn:
+        assert conn.execute(select(func.count()).where(
+            code_identities.c.run_id == python_run,
+            code_identities.c.source_sha256.is_not(None))).scalar_one() == 1
+
+
+@pytest.mark.parametrize("column", ["source_sha256", "function_name", "plugin_version"])
+def test_edited_code_manifest_is_detected(landscape: Landscape, db_url: str, python_run: str,
+                                          column: str) -> None:
+    with raw_connection(db_url) as db:
+        db.execute(f"UPDATE code_identities SET {column} = ? WHERE run_id = ? AND node_id = ?",
+                   ("0" * 64 if column == "source_sha256" else "forged", python_run, "mine"))
+    key = ledger.record_key(LEDGERED["code_identities"], {"run_id": python_run, "node_id": "mine"})
+    report = verify(landscape, python_run)
+    assert not report.ok
+    assert has(report, "record", "code_identities", key, "modified"), report.findings

@@ -55,12 +55,17 @@ $GP approvals decide "$approval_id" approve --role data_owner --actor data-owner
 $GP approvals decide "$approval_id" approve --role compliance --actor compliance-officer --reason "demo"
 $GP run "$PARTNER" --approval-token "$token"
 
+echo "==> your own code: claims_pandas runs a row-wise Python check and pandas functions from" >&2
+echo "    examples/pipelines/claims_code; row 200's malformed customer id goes to its errors sink" >&2
+$GP run examples/pipelines/claims_pandas.yaml
+
 period="$(date -u +%Y-%m)"
 cat >&2 <<NEXT
 
 ==> next steps
   governance-pipeline incidents INCIDENT_ID          # the inflection point and what was written
   governance-pipeline explain RUN_ID --row 37        # the violating note's lineage and decisions
+  governance-pipeline explain PANDAS_RUN_ID --row 200  # the exception, the function, its source sha256
   governance-pipeline events                         # the event stream (run.*, ir.*, policy.*)
   governance-pipeline approvals request --export soc2 --subject $period --actor analyst
   governance-pipeline approvals decide APPROVAL_ID approve --role compliance --actor compliance-officer

@@ -20,12 +20,14 @@ from governance_pipeline.contracts.enums import PolicyMode, RunStatus
 from governance_pipeline.contracts.errors import ConfigError, ExitCode
 from governance_pipeline.contracts.records import Run
 from governance_pipeline.contracts.settings import Settings
+from governance_pipeline.engine import code_identity
 from governance_pipeline.engine.config import PipelineConfig, load_pipeline
 from governance_pipeline.engine.context import RunContext
 from governance_pipeline.engine.runner import RunResult, config_hash
 from governance_pipeline.governance.ir.record import record_validation
 from governance_pipeline.governance.ir.risk import Outcome, rejection, validate_ir
 from governance_pipeline.governance.policy.runtime import preview_policy
+from governance_pipeline.landscape.code_manifest import identity_line, identity_view
 from governance_pipeline.landscape.explain import Explanation, explain
 
 
@@ -62,6 +64,9 @@ def validate_cmd(state: CliState, pipeline: Path, record: bool) -> int:
            "nodes": [{"id": n.id, "kind": n.kind} for n in ctx.graph.order],
            "sinks": {name: s.plugin for name, s in config.sinks.items()},
            "policies": preview.describe() if preview is not None else None,
+           # The code a run started now would record (its manifest), each node's identity.
+           "code": [identity_view(r) for r in code_identity.identities(
+               "validate", ctx.graph, ctx.plugins, "")],
            **validation_report(config, pipeline, validation)}
     if state.json:
         if rejected is not None:
@@ -73,6 +78,10 @@ def validate_cmd(state: CliState, pipeline: Path, record: bool) -> int:
     state.say(f"config hash {doc['config_hash']}")
     state.say("nodes: " + " → ".join(f"{n['id']} ({n['kind']})" for n in doc["nodes"]))
     state.say("sinks: " + ", ".join(f"{k} ({v})" for k, v in doc["sinks"].items()))
+    for node in doc["code"]:
+        if node["function"]:
+            state.say(f"code: {node['node_id']} runs {node['function']} ({node['module_path']}, "
+                      f"sha256 {node['source_sha256']})")
     if preview is not None:
         policies = doc["policies"]
         state.say(f"policies (snapshot sha256 {policies['snapshot_hash']} if a run started now; "
@@ -244,6 +253,10 @@ def _print_explanation(state: CliState, exp: Explanation) -> None:
             state.say(f"    outcome: {o.outcome.value}{where} ({kind})")
         for err in view.errors:
             state.say(f"    why: {err}")
+    if exp.code:
+        state.say(f"  code (run manifest sha256 {exp.code_manifest_hash}):")
+        for identity in exp.code:
+            state.say(f"    {identity_line(identity)}")
 
 
 @click.command("explain")

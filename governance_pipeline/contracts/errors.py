@@ -214,6 +214,36 @@ BATCH_FUNCTION_FAILED = register(
     "The batch holds a value the aggregate cannot use (e.g. text in sum:field): fix the input or "
     "convert the field with a compute transform before the aggregation.",
     ExitCode.INVALID_INPUT)
+PYTHON_FUNCTION_UNLOADABLE = register(
+    "GP-TRANSFORM-004", "A Python transform's function cannot be imported",
+    "Give options.function as package.module:callable; the module must be importable from the "
+    "pipeline file's directory, a directory in options.path (relative to the pipeline file) or "
+    "the environment, and define that callable (docs/python_transforms.md).",
+    ExitCode.INVALID_INPUT)
+PYTHON_FUNCTION_SIGNATURE = register(
+    "GP-TRANSFORM-005", "A Python transform's function has the wrong shape",
+    "A row-wise function takes one argument, the row (dict), and returns a dict (or None to "
+    "drop the row); a dataframe function (mode: dataframe, or plugin pandas) takes one "
+    "pandas.DataFrame and returns one. Fix the function or the node's mode.",
+    ExitCode.INVALID_INPUT)
+PYTHON_ROW_IDENTITY = register(
+    "GP-TRANSFORM-006", "A DataFrame transform broke row identity",
+    "Keep the input index: filter rows (dropped rows are recorded as filtered) but do not "
+    "reset_index, set_index or concat new rows; for one-to-many output declare expands: true, "
+    "every output row keeping the index value of the row it came from.",
+    ExitCode.INVALID_INPUT)
+PYTHON_VALUE_UNREPRESENTABLE = register(
+    "GP-TRANSFORM-007", "A Python transform returned a value the audit trail cannot hash",
+    "Return JSON values (str, int, float, bool, None, lists, dicts with str keys); NaN and "
+    "infinity are refused: replace them with None (df.replace([np.inf, -np.inf], np.nan) then "
+    "a nullable dtype) or a number. Timestamps become ISO strings; Decimals must be converted.",
+    ExitCode.INVALID_INPUT)
+PYTHON_FUNCTION_RAISED = register(
+    "GP-TRANSFORM-008", "A Python transform raised an exception for a row",
+    "The exception type and message are recorded on the token's node state (explain shows "
+    "them) and the row took the node's on_error route; fix the input or handle the case in "
+    "the function.",
+    ExitCode.INVALID_INPUT)
 
 
 class GovernanceError(Exception):

@@ -26,6 +26,14 @@ def token_id(row: str, n: int) -> str:
     return f"{row}.t{n}"
 
 
+def expand_group_id(token: str, position: int) -> str:
+    return f"{token}.n{position:02d}.x"
+
+
+def expand_token_id(group: str, n: int) -> str:
+    return f"{group}{n}"
+
+
 def state_id(token: str, position: int) -> str:
     return f"{token}.n{position:02d}"
 

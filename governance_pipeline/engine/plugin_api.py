@@ -59,6 +59,26 @@ class Plugin(ABC):
         """What the audit trail records about this plugin instance (JSON-able)."""
         return {"plugin": self.name, "version": self.version, "options": dict(self.options)}
 
+    def user_function(self) -> FunctionIdentity | None:
+        """The user code this instance runs besides its own (a Python function), if any."""
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionIdentity:
+    """Which user function a plugin runs: recorded in the run's code manifest.
+
+    ``source_sha256`` is the SHA-256 of the module's source file as it was imported;
+    ``distribution``/``distribution_version`` name the installed distribution the module belongs
+    to, both None when it belongs to none (a module next to the pipeline file).
+    """
+
+    qualified_name: str
+    module_path: str
+    source_sha256: str
+    distribution: str | None
+    distribution_version: str | None
+
 
 class Source(Plugin):
     determinism: ClassVar[Determinism] = Determinism.IO_READ
@@ -96,15 +116,23 @@ class TransformContext:
 
 @dataclass(frozen=True, slots=True)
 class TransformResult:
-    """Exactly one of: a row to pass on, a drop (filtered out, with reason), or an error."""
+    """Exactly one of: a row to pass on, a drop (filtered out, with reason), an error, or the
+    rows one input expanded into (two or more: the token is expanded into child tokens).
+
+    ``context`` is recorded on the node state (e.g. the exception a user function raised)."""
 
     row: Row | None = None
     dropped: str | None = None
     error: RowError | None = None
+    expanded: tuple[Row, ...] | None = None
+    context: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        if sum(x is not None for x in (self.row, self.dropped, self.error)) != 1:
-            raise ValueError("a transform result is exactly one of row, dropped or error")
+        if sum(x is not None for x in (self.row, self.dropped, self.error, self.expanded)) != 1:
+            raise ValueError("a transform result is exactly one of row, dropped, error or "
+                             "expanded")
+        if self.expanded is not None and len(self.expanded) < 2:
+            raise ValueError("an expansion has at least two rows (one row is a plain result)")
 
     @classmethod
     def ok(cls, row: Row) -> TransformResult:
@@ -115,14 +143,34 @@ class TransformResult:
         return cls(dropped=reason)
 
     @classmethod
-    def fail(cls, code: str, reason: str) -> TransformResult:
-        return cls(error=RowError(code, reason))
+    def fail(cls, code: str, reason: str,
+             context: Mapping[str, Any] | None = None) -> TransformResult:
+        return cls(error=RowError(code, reason), context=context)
 
 
 class Transform(Plugin):
     @abstractmethod
     def process(self, row: Row, ctx: TransformContext) -> TransformResult:
         """Process one row. Must not mutate ``row`` in place (the engine reuses its hash)."""
+
+
+class ChunkTransform(Transform):
+    """A transform that can take every row a chunk brings to its node in one call.
+
+    When ``takes_chunks`` is true the engine calls ``process_chunk`` instead of ``process``:
+    ``keys`` are the rows' token ids (unique), and the result holds one entry per input row, in
+    input order: the output row itself (a ``dict``: the common case, no wrapper to build per
+    row) or a ``TransformResult`` (dropped, error, expanded).
+    """
+
+    @property
+    def takes_chunks(self) -> bool:
+        return True
+
+    @abstractmethod
+    def process_chunk(self, rows: Sequence[Row],
+                      keys: Sequence[str]) -> list[TransformResult | Row]:
+        ...
 
 
 class BatchFunction(Plugin):

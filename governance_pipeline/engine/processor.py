@@ -12,9 +12,13 @@ from collections import defaultdict
 from typing import Any
 
 from governance_pipeline.contracts.enums import NodeStateStatus, Outcome, RoutingMode
-from governance_pipeline.contracts.errors import GovernanceError
+from governance_pipeline.contracts.errors import (
+    AUDIT_INTEGRITY,
+    CanonicalizationError,
+    GovernanceError,
+)
 from governance_pipeline.contracts.records import ValidationErrorRecord
-from governance_pipeline.engine import aggregation, coalesce, policy_check
+from governance_pipeline.engine import aggregation, coalesce, ids, policy_check
 from governance_pipeline.engine.config import (
     DISCARD,
     AggregationNode,
@@ -25,7 +29,12 @@ from governance_pipeline.engine.config import (
 )
 from governance_pipeline.engine.expressions import ExpressionEvalError
 from governance_pipeline.engine.graph import SOURCE_NODE_ID
-from governance_pipeline.engine.plugin_api import SourceRecord, TransformContext, TransformResult
+from governance_pipeline.engine.plugin_api import (
+    ChunkTransform,
+    SourceRecord,
+    TransformContext,
+    TransformResult,
+)
 from governance_pipeline.engine.trail import Arrival, Trail, Work
 
 
@@ -153,6 +162,9 @@ class ChunkProcessor:
 
     def _transform(self, node: TransformNode, works: list[Work]) -> None:
         plugin = self.ctx.plugins.transforms[node.id]
+        if isinstance(plugin, ChunkTransform) and plugin.takes_chunks:
+            self._transform_chunk(node, plugin, works)
+            return
         trail = self.trail
         for work in works:
             start = time.perf_counter()
@@ -163,27 +175,89 @@ class ChunkProcessor:
                 result = TransformResult.fail(exc.code.code, exc.message)
             except Exception as exc:  # a plugin bug: the state is closed as failed, never left open
                 result = TransformResult.fail("plugin_exception", f"{type(exc).__name__}: {exc}")
-            if result.row is not None:
+            self._settle(node, work, result, _ms(start), tctx.calls)
+
+    def _transform_chunk(self, node: TransformNode, plugin: ChunkTransform,
+                         works: list[Work]) -> None:
+        """One call for every token the chunk brought here; each token's state shares its cost."""
+        start = time.perf_counter()
+        try:
+            results = plugin.process_chunk([w.row for w in works], [w.token_id for w in works])
+        except GovernanceError as exc:
+            results = [TransformResult.fail(exc.code.code, exc.message)] * len(works)
+        except Exception as exc:  # a plugin bug fails the chunk's rows, recorded, not the run
+            results = [TransformResult.fail("plugin_exception",
+                                            f"{type(exc).__name__}: {exc}")] * len(works)
+        if len(results) != len(works):
+            raise GovernanceError(f"transform {node.id}: {len(results)} results for "
+                                  f"{len(works)} rows", code=AUDIT_INTEGRITY)
+        share = _ms(start) / len(works)
+        for work, result in zip(works, results):
+            if type(result) is dict:
+                result = TransformResult(row=result)
+            self._settle(node, work, result, share, [])  # type: ignore[arg-type]
+
+    def _settle(self, node: TransformNode, work: Work, result: TransformResult,
+                duration_ms: float, calls: list[Any]) -> None:
+        """Record what a transform made of one token and send it on."""
+        trail = self.trail
+        if result.expanded is not None:
+            self._expand(node, work, result, duration_ms)
+            return
+        if result.row is not None:
+            try:
                 out_hash = work.row_hash if result.row is work.row else trail.hash_row(result.row)
+            except CanonicalizationError as exc:  # this row cannot be hashed: it fails alone
+                result = TransformResult.fail(exc.code.code, exc.message, result.context)
+            else:
                 state = trail.state(work, node.id, NodeStateStatus.COMPLETED,
-                                    output_hash=out_hash, duration_ms=_ms(start))
-                trail.calls(state, tctx.calls)
+                                    output_hash=out_hash, duration_ms=duration_ms,
+                                    context=dict(result.context) if result.context else None)
+                trail.calls(state, calls)
                 work.row, work.row_hash = result.row, out_hash
                 self.deliver(work, node.on_success)
-            elif result.dropped is not None:
-                context = {"node": node.id, "dropped": result.dropped}
-                state = trail.state(work, node.id, NodeStateStatus.COMPLETED,
-                                    output_hash=work.row_hash, duration_ms=_ms(start),
-                                    context=context)
-                trail.calls(state, tctx.calls)
-                self.terminal(work, Outcome.DROPPED, context=context)
-            else:
-                assert result.error is not None
-                error = {"node": node.id, "code": result.error.code, "reason": result.error.reason}
-                state = trail.state(work, node.id, NodeStateStatus.FAILED, error=error,
-                                    duration_ms=_ms(start))
-                trail.calls(state, tctx.calls)
-                self.fail_or_divert(work, node, error)
+                return
+        if result.dropped is not None:
+            context = {"node": node.id, "dropped": result.dropped}
+            state = trail.state(work, node.id, NodeStateStatus.COMPLETED,
+                                output_hash=work.row_hash, duration_ms=duration_ms,
+                                context=context)
+            trail.calls(state, calls)
+            self.terminal(work, Outcome.DROPPED, context=context)
+            return
+        assert result.error is not None
+        error = {"node": node.id, "code": result.error.code, "reason": result.error.reason}
+        if result.context and "exception" in result.context:
+            error["exception"] = result.context["exception"]
+        state = trail.state(work, node.id, NodeStateStatus.FAILED, error=error,
+                            duration_ms=duration_ms,
+                            context=dict(result.context) if result.context else None)
+        trail.calls(state, calls)
+        self.fail_or_divert(work, node, error)
+
+    def _expand(self, node: TransformNode, work: Work, result: TransformResult,
+                duration_ms: float) -> None:
+        """One input row, several output rows: child tokens, parent links, EXPANDED outcome."""
+        assert result.expanded is not None
+        trail = self.trail
+        try:
+            hashes = [trail.hash_row(row) for row in result.expanded]
+        except CanonicalizationError as exc:
+            self._settle(node, work, TransformResult.fail(exc.code.code, exc.message),
+                         duration_ms, [])
+            return
+        group = ids.expand_group_id(work.token_id, self.ctx.graph.positions[node.id])
+        context = {"node": node.id, "expanded": len(hashes), "expand_group": group}
+        trail.state(work, node.id, NodeStateStatus.COMPLETED,
+                    output_hash=trail.hash_row({"expanded": hashes}), duration_ms=duration_ms,
+                    context=context)
+        for n, (row, row_hash) in enumerate(zip(result.expanded, hashes)):
+            child = trail.new_token(work.row_id, token_id=ids.expand_token_id(group, n),
+                                    fork_group=work.fork_group_id, expand_group=group)
+            trail.parent(child, work.token_id, n)
+            self.deliver(Work(child, work.row_id, row, row_hash,
+                              fork_group_id=work.fork_group_id), node.on_success)
+        self.terminal(work, Outcome.EXPANDED, expand_group=group)
 
     def _gate(self, node: GateNode, works: list[Work]) -> None:
         routes = self.ctx.plugins.gate_routes[node.id]

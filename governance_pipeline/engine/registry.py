@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import TypeVar
 
 from governance_pipeline.contracts.errors import ConfigError, register, ExitCode
@@ -44,3 +44,17 @@ def plugin_class(kind: type[P], name: str, *, where: str) -> type[P]:
         raise ConfigError(f"{where}: entry point '{name}' in {group} is not a {kind.__name__}",
                           code=UNKNOWN_PLUGIN, details={"path": where})
     return cls
+
+
+@cache
+def _entry_points(group: str) -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=group)}
+
+
+def plugin_distribution(kind: type[Plugin], name: str) -> tuple[str | None, str | None]:
+    """(distribution, version) that registers plugin ``name``; (None, None) if none does."""
+    ep = _entry_points(GROUPS[kind]).get(name)
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return None, None
+    return dist.metadata["Name"], dist.version

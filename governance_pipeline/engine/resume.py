@@ -21,6 +21,7 @@ from governance_pipeline.contracts.enums import RunStatus, TerminationReason
 from governance_pipeline.contracts.errors import ConfigError, ExitCode, register
 from governance_pipeline.contracts.events import make_event
 from governance_pipeline.contracts.records import Run
+from governance_pipeline.engine import code_identity
 from governance_pipeline.engine.config import load_pipeline
 from governance_pipeline.engine.context import RunContext
 from governance_pipeline.engine.policy_hook import PolicyHook
@@ -131,6 +132,9 @@ def resume(landscape: Landscape, run_id: str, *, clock: Clock | None = None,
             details={"stored_hash": run.config_hash, "current_hash": config_hash(config)})
     ctx = RunContext.build(run_id, config, path.parent, clock or landscape.clock,
                            run.policy_snapshot_id, policy=policy)
+    with landscape.engine.connect() as conn:  # refused before the resume is recorded
+        code_identity.require_unchanged(conn, run_id, code_identity.identities(
+            run_id, ctx.graph, ctx.plugins, ""))
     _record_resume(landscape, run)
     return Runner(landscape, ctx)
 

@@ -39,7 +39,7 @@ from governance_pipeline.contracts.events import make_event
 from governance_pipeline.contracts.hashing import stable_hash
 from governance_pipeline.contracts.ids import new_id
 from governance_pipeline.contracts.records import Artifact, Checkpoint, Edge, Node, Run
-from governance_pipeline.engine import ids
+from governance_pipeline.engine import code_identity, ids
 from governance_pipeline.engine.aggregation import restore_drafts
 from governance_pipeline.engine.config import PipelineConfig
 from governance_pipeline.engine.context import RunContext
@@ -159,6 +159,10 @@ class Runner:
         self.run_id = ctx.run_id
         self.worker = worker_identity()
         self.on_chunk: Callable[[int, dict[str, int]], None] | None = None
+        # Every step of a run (a resume, each Dagster step) runs the code the run started with.
+        with landscape.engine.connect() as conn:
+            code_identity.require_unchanged(conn, self.run_id, code_identity.identities(
+                self.run_id, ctx.graph, ctx.plugins, self.recorder.now()))
         if ctx.policy is not None:
             ctx.policy.restore(self._checkpointed_policy_states())
 
@@ -182,7 +186,9 @@ class Runner:
                            policy_snapshot_id=ctx.policy_snapshot_id,
                            pipeline_path=str(pipeline_path) if pipeline_path else None,
                            worker=worker_identity(),
-                           records=[*_graph_records(run_id, ctx.graph, now), event])
+                           records=[*_graph_records(run_id, ctx.graph, now),
+                                    *code_identity.identities(run_id, ctx.graph, ctx.plugins, now),
+                                    event])
         return cls(landscape, ctx)
 
     # -- chunks ---------------------------------------------------------------------------------

@@ -78,13 +78,14 @@ class Trail:
         return rid
 
     def new_token(self, row_id: str, *, token_id: str | None = None, branch: str | None = None,
-                  fork_group: str | None = None, join_group: str | None = None) -> str:
+                  fork_group: str | None = None, join_group: str | None = None,
+                  expand_group: str | None = None) -> str:
         if token_id is None:
             n = self._token_counter.get(row_id, 0)
             self._token_counter[row_id] = n + 1
             token_id = ids.token_id(row_id, n)
-        self.uow.add(Token(token_id, self.run_id, row_id, branch, fork_group, join_group, None,
-                           self.now))
+        self.uow.add(Token(token_id, self.run_id, row_id, branch, fork_group, join_group,
+                           expand_group, self.now))
         return token_id
 
     def parent(self, child: str, parent: str, ordinal: int) -> None:
@@ -116,11 +117,11 @@ class Trail:
     def outcome(self, token_id: str, outcome: Outcome, *, sink: str | None = None,
                 batch_id: str | None = None, fork_group: str | None = None,
                 join_group: str | None = None, error_hash: str | None = None,
-                context: dict[str, Any] | None = None) -> None:
+                context: dict[str, Any] | None = None, expand_group: str | None = None) -> None:
         terminal = outcome.is_terminal
         self.uow.add(TokenOutcome(
             ids.outcome_id(token_id, terminal=terminal), self.run_id, token_id, outcome, terminal,
-            sink, batch_id, fork_group, join_group, None, error_hash,
+            sink, batch_id, fork_group, join_group, expand_group, error_hash,
             dumps(context) if context else None, self.now))
 
     def calls(self, state: str, calls: list[CallRecord]) -> None:

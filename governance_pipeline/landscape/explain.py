@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, or_, select
 
+from governance_pipeline.contracts.code_records import CodeIdentityRecord
 from governance_pipeline.contracts.errors import NotFoundError
 from governance_pipeline.contracts.records import (
     Call,
@@ -23,6 +24,11 @@ from governance_pipeline.contracts.records import (
     Token,
     TokenOutcome,
     ValidationErrorRecord,
+)
+from governance_pipeline.landscape.code_manifest import (
+    identity_view,
+    manifest_hash,
+    stored_identities,
 )
 from governance_pipeline.landscape.payloads import load_payload
 from governance_pipeline.landscape.queries import Source, get_run, reading
@@ -120,6 +126,9 @@ class Explanation:
     tokens: list[TokenView]
     focus_token: str | None = None
     inflection: InflectionPoint | None = None
+    #: The code identity of each node this row's tokens passed, and the run's manifest hash.
+    code: list[CodeIdentityRecord] = field(default_factory=list)
+    code_manifest_hash: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "row_index": self.row.row_index,
@@ -130,7 +139,9 @@ class Explanation:
                                       for v in self.validation_errors],
                 "focus_token": self.focus_token,
                 "inflection_point": inflection_view(self.inflection) if self.inflection else None,
-                "tokens": [t.as_dict() for t in self.tokens]}
+                "tokens": [t.as_dict() for t in self.tokens],
+                "code": {"manifest_hash": self.code_manifest_hash,
+                         "nodes": [identity_view(r) for r in self.code]}}
 
 
 def _row(conn: Connection, run_id: str, *, index: int | None = None,
@@ -235,6 +246,10 @@ def explain(source: Source, run_id: str, *, row_index: int | None = None,
         point = conn.execute(select(inflection_points).where(
             inflection_points.c.run_id == run_id,
             inflection_points.c.row_index == row.row_index)).mappings().first()
+        views = _token_views(conn, run_id, row.row_id, token_id)
+        manifest = stored_identities(conn, run_id)
+        passed = {sv.state.node_id for view in views for sv in view.states}
         return Explanation(run_id, row, _payload_view(conn, row.source_data_hash), verrors,
-                           _token_views(conn, run_id, row.row_id, token_id), token_id,
-                           InflectionPoint.from_row(point) if point else None)
+                           views, token_id, InflectionPoint.from_row(point) if point else None,
+                           [r for r in manifest if r.node_id in passed or r.position == 0],
+                           manifest_hash(manifest) if manifest else None)

@@ -393,6 +393,9 @@ from governance_pipeline.landscape.schema_governance import (  # noqa: E402
     policy_decisions,
 )
 
+# The run's code manifest (one identity per node) joins the same metadata here.
+from governance_pipeline.landscape.schema_code import code_identities  # noqa: E402
+
 # --- the ledger: a hash chain per scope (a run id, or "global"), sealed by signed checkpoints ----
 ledger_entries = Table(
     "ledger_entries", metadata,
@@ -461,4 +464,5 @@ LEDGERED: dict[str, LedgerSpec] = {
     **{t.name: _spec(t, "run_id") for t in _RUN_SCOPED},
     **{t.name: _spec(t, None) for t in _GLOBAL},
     "events": _spec(events, "scope"),
+    "code_identities": _spec(code_identities, "run_id"),
 }

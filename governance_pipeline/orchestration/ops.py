@@ -41,6 +41,7 @@ from governance_pipeline.contracts.errors import (
     GovernanceError,
 )
 from governance_pipeline.contracts.ids import new_id
+from governance_pipeline.engine import code_identity
 from governance_pipeline.engine.config import PipelineConfig, load_pipeline
 from governance_pipeline.engine.context import RunContext
 from governance_pipeline.engine.resume import PIPELINE_CHANGED, RUN_NOT_RESUMABLE
@@ -193,6 +194,9 @@ def open_run(context: OpExecutionContext, config: PipelineRunConfig,
                                        lifecycle.run_worker_identity())
         else:
             _check_resumable(ls, run_id, path)
+            with ls.engine.connect() as conn:  # GP-CODE-001 before the run is claimed
+                code_identity.require_unchanged(conn, run_id, code_identity.current_identities(
+                    run_id, pipeline_config, path.parent, ""))
             # A resume runs under the stored snapshot, verified, never the policy files of now.
             policy_for_run(ls, get_run(ls, run_id), pipeline_config)
             lifecycle.attach(ls, run_id, dagster_run_id=context.run_id,

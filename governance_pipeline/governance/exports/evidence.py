@@ -27,6 +27,8 @@ from governance_pipeline.contracts.records import (
 from governance_pipeline.governance.exports import reads, sampling
 from governance_pipeline.governance.exports.models import (
     ArtifactInfo,
+    CodeIdentityInfo,
+    CodeManifestInfo,
     DecisionInfo,
     DecisionSummary,
     EdgeInfo,
@@ -36,6 +38,7 @@ from governance_pipeline.governance.exports.models import (
     PolicySnapshotInfo,
     RunInfo,
 )
+from governance_pipeline.landscape.code_manifest import manifest_hash, stored_identities
 from governance_pipeline.landscape.queries import get_run, reading
 from governance_pipeline.landscape.schema import (
     artifacts,
@@ -79,7 +82,22 @@ def build_evidence(landscape: Landscape, run_id: str, *, sample_size: int = 25,
                 select(incidents).where(incidents.c.run_id == run_id)
                 .order_by(incidents.c.detected_at, incidents.c.incident_id)).mappings()],
             artifacts=_artifacts(conn, run_id), approvals=reads.approvals_for_run(conn, run_id),
-            lineage_sample=sample, lineage=_lineage(conn, run_id, sample.drawn))
+            lineage_sample=sample, lineage=_lineage(conn, run_id, sample.drawn),
+            code_manifest=_code_manifest(conn, run_id))
+
+
+def _code_manifest(conn: Connection, run_id: str) -> CodeManifestInfo | None:
+    records = stored_identities(conn, run_id)
+    if not records:
+        return None
+    return CodeManifestInfo(manifest_hash=manifest_hash(records), nodes=[
+        CodeIdentityInfo(node_id=r.node_id, position=r.position, plugin_name=r.plugin_name,
+                         plugin_version=r.plugin_version, distribution=r.distribution,
+                         plugin_class=r.plugin_class, function_name=r.function_name,
+                         module_path=r.module_path, source_sha256=r.source_sha256,
+                         function_distribution=r.function_distribution,
+                         function_version=r.function_version, identity_hash=r.identity_hash)
+        for r in records])
 
 
 def run_info(run: Run) -> RunInfo:

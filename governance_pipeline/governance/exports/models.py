@@ -86,6 +86,28 @@ class NodeInfo(_Model):
     config_hash: str
 
 
+class CodeIdentityInfo(_Model):
+    """Which code one node ran (the run's code manifest, recorded at run start)."""
+
+    node_id: str
+    position: int
+    plugin_name: str
+    plugin_version: str | None = Field(description="Version of the plugin's distribution.")
+    distribution: str | None = Field(description="Distribution that registers the plugin.")
+    plugin_class: str
+    function_name: str | None = Field(description="A user function's package.module:callable.")
+    module_path: str | None
+    source_sha256: str | None = Field(description="SHA-256 of the function's module source file.")
+    function_distribution: str | None
+    function_version: str | None
+    identity_hash: str
+
+
+class CodeManifestInfo(_Model):
+    manifest_hash: str = Field(description="SHA-256 of the canonical JSON of every identity.")
+    nodes: list[CodeIdentityInfo]
+
+
 class EdgeInfo(_Model):
     """One edge of the run's graph."""
 
@@ -239,6 +261,9 @@ class EvidenceBundle(_Model):
     approvals: list[ApprovalInfo]
     lineage_sample: SampleInfo
     lineage: list[LineageItem] = Field(description="The sampled rows, in sample order.")
+    code_manifest: CodeManifestInfo | None = Field(
+        default=None, description="The code each node ran; None for runs recorded before "
+                                  "code identities existed.")
 
     def sampled_records(self) -> list[SampledRecord]:
         return [("rows", item.row_id, self.run.run_id) for item in self.lineage]

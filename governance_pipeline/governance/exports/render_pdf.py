@@ -128,6 +128,7 @@ def _evidence(b: EvidenceBundle) -> list[Flowable]:
             table(["From", "To", "Label", "Mode"],
                   [[e.from_node_id, e.to_node_id, e.label, e.mode] for e in b.edges],
                   [0.3, 0.3, 0.28, 0.12])]
+    out += _code_manifest(b)
     out += [_section(4, "Token outcomes"),
             para(f"{b.token_count} tokens; terminal outcomes:"),
             table(["Outcome", "Tokens"], sorted(b.outcome_counts.items()), [0.7, 0.3])]
@@ -169,6 +170,20 @@ def _evidence(b: EvidenceBundle) -> list[Flowable]:
                     lines("\n".join(x.outcomes), limit=CELL)] for x in b.lineage],
                   [0.06, 0.52, 0.42])]
     return out
+
+
+def _code_manifest(b: EvidenceBundle) -> list[Flowable]:
+    """Which code each node ran: plugin and distribution, and a user function's source hash."""
+    m = b.code_manifest
+    if m is None:
+        return [Spacer(1, 6), para("No code manifest was recorded for this run.")]
+    return [Spacer(1, 6), para(f"Code identity (manifest SHA-256 {m.manifest_hash}):"),
+            table(["#", "Node", "Plugin / distribution", "Function", "Source SHA-256"],
+                  [[c.position, c.node_id,
+                    f"{c.plugin_name} ({c.distribution or 'no distribution'} "
+                    f"{c.plugin_version or ''})".replace(" )", ")"),
+                    c.function_name or "-", c.source_sha256 or "-"] for c in m.nodes],
+                  [0.04, 0.14, 0.2, 0.22, 0.4], mono=(4,))]
 
 
 def _policy_rules(text: str) -> list[Flowable]:

@@ -1,0 +1,1 @@
+"""Example user code for ``examples/pipelines/claims_pandas.yaml`` (imported from this directory)."""
