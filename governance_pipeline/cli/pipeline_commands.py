@@ -229,6 +229,10 @@ def _print_explanation(state: CliState, exp: Explanation) -> None:
                 state.say(f"        route {r['label']} → {r['to']} ({r['mode']})")
             for c in sv.calls:
                 state.say(f"        call {c['type']} {c['status']} {c['latency_ms']} ms")
+            if sv.written is not None:
+                state.say(f"        written as: {sv.written['as_written']} (changed "
+                          f"{', '.join(sv.written['changed_fields'])}; original "
+                          f"{sv.written['original']})")
             if s.error_json:
                 state.say(f"        error: {s.error_json}")
         for d in view.decisions:

@@ -391,6 +391,7 @@ from governance_pipeline.landscape.schema_governance import (  # noqa: E402
     inflection_points,
     policy_decisions,
 )
+from governance_pipeline.landscape.schema_operations import operator_events  # noqa: E402
 
 # --- the ledger: a hash chain per scope (a run id, or "global"), sealed by signed checkpoints ----
 ledger_entries = Table(
@@ -461,3 +462,4 @@ LEDGERED: dict[str, LedgerSpec] = {
     **{t.name: _spec(t, None) for t in _GLOBAL},
     "events": _spec(events, "scope"),
 }
+LEDGERED["operator_events"] = _spec(operator_events, "scope")

@@ -246,9 +246,10 @@ def build_bundle(landscape: Landscape, plan: ExportPlan) -> Bundle:
     return build_debrief(landscape, plan.subject)
 
 
-def write_export(landscape: Landscape, plan: ExportPlan,
-                 clearance: ExportClearance) -> ExportResult:
-    """Build, prove, write and record the bundle ``clearance`` lets through."""
+def write_export(landscape: Landscape, plan: ExportPlan, clearance: ExportClearance, *,
+                 operator: Any = None) -> ExportResult:
+    """Build, prove, write and record the bundle ``clearance`` lets through (``operator``: the
+    ``export_action`` scope whose entry is written with the export record)."""
     if (clearance.kind, clearance.subject, clearance.tenant_id) != \
             (plan.kind, plan.subject, plan.tenant_id):
         raise ConfigError(f"the clearance is for {clearance.kind.value} {clearance.subject} "
@@ -271,7 +272,7 @@ def write_export(landscape: Landscape, plan: ExportPlan,
                            clearance=clearance, signer=landscape.signer, checkpoint=checkpoint,
                            proofs=proofs, created_at=to_iso(landscape.clock.now()))
     record_export_written(landscape, clearance, path=str(written.path),
-                          bundle_digest=written.bundle_digest)
+                          bundle_digest=written.bundle_digest, operator=operator)
     return ExportResult(export_id=clearance.export_id, approval_id=clearance.approval_id,
                         kind=plan.kind, subject=plan.subject, tenant_id=plan.tenant_id,
                         bundle=written, content_digest=digest, preview=preview_markdown(bundle))

@@ -26,6 +26,7 @@ from governance_pipeline.governance.exports.models import (
     SampleResult,
     SOC2Bundle,
 )
+from governance_pipeline.governance.exports.soc2_operator_controls import OPERATOR_CONTROLS
 from governance_pipeline.governance.exports.soc2_controls import (
     CONTROLS,
     NOT_TESTABLE,
@@ -81,7 +82,8 @@ def build_soc2(landscape: Landscape, period: str, *, tenant_id: str | None = Non
         subject = period if tenant_id is None else f"{period}/{tenant_id}"
         seed = seed or sampling.default_seed("soc2", subject, heads)
         ctx = CheckContext(landscape, conn, risk_tier_of, ir_hash_of)
-        controls = [_assess(ctx, control, p, sample_size, seed) for control in CONTROLS]
+        controls = [_assess(ctx, control, p, sample_size, seed)
+                    for control in (*CONTROLS, *OPERATOR_CONTROLS)]
     controls += [ControlResult(
         control_id=f"GP-{criterion}", criteria=[criterion], title=title,
         description="Not evidenced by this product's records.", status=ControlStatus.NOT_ASSESSED,
