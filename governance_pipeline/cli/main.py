@@ -23,6 +23,7 @@ from governance_pipeline.cli.demo import MIN_ROWS
 from governance_pipeline.cli.event_commands import events_group
 from governance_pipeline.cli.export_commands import export_group
 from governance_pipeline.cli.incident_commands import incidents_cmd
+from governance_pipeline.cli.metrics_commands import metrics_cmd
 from governance_pipeline.cli.pipeline_commands import COMMANDS as PIPELINE_COMMANDS
 from governance_pipeline.cli.output import (
     CliState,
@@ -219,6 +220,7 @@ cli.add_command(audit_log_cmd)
 cli.add_command(events_group)
 cli.add_command(export_group)
 cli.add_command(incidents_cmd)
+cli.add_command(metrics_cmd)
 cli.add_command(verify_bundle_cmd)
 
 

@@ -26,7 +26,6 @@ from governance_pipeline.governance.exports.models import (
     SampleResult,
     SOC2Bundle,
 )
-from governance_pipeline.governance.exports.soc2_operator_controls import OPERATOR_CONTROLS
 from governance_pipeline.governance.exports.soc2_controls import (
     CONTROLS,
     NOT_TESTABLE,
@@ -37,6 +36,7 @@ from governance_pipeline.governance.exports.soc2_controls import (
     default_risk_tier,
     runs_in,
 )
+from governance_pipeline.governance.exports.soc2_operator_controls import OPERATOR_CONTROLS
 from governance_pipeline.landscape.queries import reading
 from governance_pipeline.landscape.schema import GLOBAL_SCOPE
 from governance_pipeline.landscape.store import Landscape
