@@ -9,6 +9,9 @@ says otherwise. ``--port 0`` takes a free port; the address served is printed on
 from __future__ import annotations
 
 import ipaddress
+import signal
+import threading
+from types import FrameType
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import click
@@ -83,12 +86,19 @@ def _serve(state: CliState, landscape: object, host: str, port: int, recent_runs
     if not _is_loopback(host):
         click.echo(f"warning: /metrics on {host} is reachable from other hosts and has no "
                    "authentication", err=True)
+    # SIGTERM (a supervisor) and SIGINT (Ctrl-C, even where a shell started us ignoring it)
+    # stop the server between requests: raising inside a request would be caught by wsgiref's
+    # error handler and lost, so the loop is told to end instead (from a thread: shutdown waits).
+    def stop(signum: int, frame: FrameType | None) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     # Printed only once the socket listens: a caller may read this line, then scrape at once.
     click.echo(f"serving metrics on http://{host}:{bound}/metrics (Ctrl-C stops)", err=True)
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
-        state.note("metrics endpoint stopped")
     finally:
         server.server_close()
+    state.note("metrics endpoint stopped")
     return 0

@@ -29,7 +29,7 @@ from governance_pipeline.contracts.enums import (
     RunStatus,
     StageStatus,
 )
-from governance_pipeline.landscape.queries import reading
+from governance_pipeline.landscape.verify import _read_snapshot as read_snapshot
 from governance_pipeline.landscape.schema import (
     approval_stages,
     approvals,
@@ -102,7 +102,9 @@ class LandscapeCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         now = to_iso(self.landscape.clock.now())
-        with reading(self.landscape, snapshot=True) as conn:
+        # One read snapshot that never takes SQLite's write lock (verify reads the same way):
+        # a scrape must not stall a pipeline writing its chunks.
+        with read_snapshot(self.landscape.engine) as conn:
             yield from self._runs(conn)
             yield from self._policy(conn)
             yield from self._approvals(conn, now)

@@ -98,11 +98,19 @@ class Soc2BundleConfig(BundleConfig):
        description="The audit Landscape. Its blocking checks (sweep clean, ledger verified) "
                    "gate every bundle materialised with it.")
 def landscape_audit(landscape: LandscapeResource) -> MaterializeResult:
-    with landscape.open() as ls, reading(ls) as conn:
-        run_count = conn.execute(select(func.count()).select_from(runs)).scalar_one()
-        scopes = conn.execute(select(func.count(func.distinct(ledger_entries.c.scope)))
-                              ).scalar_one()
-    return MaterializeResult(metadata={"runs": run_count, "ledger_scopes": scopes})
+    from governance_pipeline.governance.metrics import exposition, scalar_metrics
+
+    with landscape.open() as ls:
+        with reading(ls) as conn:
+            run_count = conn.execute(select(func.count()).select_from(runs)).scalar_one()
+            scopes = conn.execute(select(func.count(func.distinct(ledger_entries.c.scope)))
+                                  ).scalar_one()
+        # The same metrics `governance-pipeline metrics` serves, read at materialisation.
+        headline = {f"metrics/{name}": MetadataValue.float(value)
+                    for name, value in scalar_metrics(ls).items()}
+        text = exposition(ls)
+    return MaterializeResult(metadata={"runs": run_count, "ledger_scopes": scopes, **headline,
+                                       "metrics": MetadataValue.md(f"```\n{text}```")})
 
 
 def _check_result(findings: list[Finding], what: str) -> AssetCheckResult:
