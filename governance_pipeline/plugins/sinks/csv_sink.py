@@ -170,16 +170,20 @@ class CsvSink(FileSink):
     def as_written(self, row: Row) -> tuple[Row, list[str]] | None:
         if not self.config.formula_escape:
             return None
-        escaped = [k for k, v in row.items() if isinstance(v, str) and v[:1] in FORMULA_LEADERS]
+        leaders = FORMULA_LEADERS
+        escaped = [k for k, v in row.items() if isinstance(v, str) and v[:1] in leaders]
         if not escaped:
             return None
         return {k: escape_formula(v) if k in escaped else v for k, v in row.items()}, escaped
 
-    def _cell(self, value: Any) -> str:
-        text = render(value)
-        if self.config.formula_escape and isinstance(value, str):
-            return escape_formula(text)
-        return text
+    def _cells(self, values: Sequence[Any]) -> list[str]:
+        if not self.config.formula_escape:
+            return [v if type(v) is str else render(v) for v in values]
+        leaders = FORMULA_LEADERS
+        # Plain strings, the common case, are checked inline: this runs for every cell.
+        return [("'" + v if v and v[0] in leaders else v) if type(v) is str
+                else escape_formula(render(v)) if isinstance(v, str) else render(v)
+                for v in values]
 
     def reject_reason(self, row: Row) -> str | None:
         columns = self._columns_for(row)
@@ -207,7 +211,7 @@ class CsvSink(FileSink):
                     raise unfit_row(self.sink_name, part_key, token_id,
                                     key_mismatch(columns, row, self._column_set) or "")
                 try:
-                    writer.writerow([self._cell(row[c]) for c in columns])
+                    writer.writerow(self._cells(list(map(row.__getitem__, columns))))
                 except (TypeError, CanonicalizationError) as exc:
                     raise unfit_row(self.sink_name, part_key, token_id, str(exc)) from exc
                 count += 1
@@ -218,7 +222,7 @@ class CsvSink(FileSink):
         if columns is None:
             return b""
         buffer = io.StringIO(newline="")
-        self._writer(buffer).writerow([self._cell(c) for c in columns])
+        self._writer(buffer).writerow(self._cells(columns))
         return buffer.getvalue().encode("utf-8")
 
     def _assemble(self, tmp: Path, parts: Sequence[Path]) -> int:
