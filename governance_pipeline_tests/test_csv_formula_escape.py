@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from governance_pipeline.cli.main import run_cli
 from governance_pipeline.contracts.hashing import canonical_json, sha256_hex
 from governance_pipeline.engine.config import load_pipeline
 from governance_pipeline.engine.ids import part_key
@@ -123,8 +124,9 @@ def _sink_description(landscape: Landscape, run_id: str) -> dict[str, Any]:
     return json.loads(cfg)["described"]["formula_escape"]
 
 
-def test_a_run_records_the_written_row_and_explain_shows_both(landscape: Landscape,
-                                                              tmp_path: Path) -> None:
+def test_a_run_records_the_written_row_and_explain_shows_both(
+        landscape: Landscape, tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
     path = _pipeline(tmp_path, None)
     run_id = _run(landscape, path)
     written = [{**r, "cell": escape_formula(r["cell"])} for r in ROWS]
@@ -143,6 +145,12 @@ def test_a_run_records_the_written_row_and_explain_shows_both(landscape: Landsca
     plain = explain(landscape, run_id, row_index=1).as_dict()
     assert all("written" not in s for s in plain["tokens"][0]["states"])
     assert verify(landscape, run_id).ok
+    monkeypatch.setenv("GOVERNANCE_DB_URL", db_url)
+    monkeypatch.setenv("GOVERNANCE_HOME", str(tmp_path))  # its keys/ are the fixture's
+    capsys.readouterr()
+    assert run_cli(["explain", run_id, "--row", "0"]) == 0
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if "written as:" in x]
+    assert "\"'=1+2\"" in line and "changed cell" in line and "original {'cell': '=1+2'" in line
 
 
 def test_a_run_with_the_opt_out_writes_and_hashes_rows_as_given(landscape: Landscape,
