@@ -40,8 +40,10 @@ from governance_pipeline.contracts.records import (
     PolicyDecision,
     PolicySnapshotRecord,
 )
+from governance_pipeline.contracts.operator_records import OperatorAction
 from governance_pipeline.engine.config import load_pipeline
-from governance_pipeline.engine.runner import Runner
+from governance_pipeline.engine.runner import Runner, config_hash
+from governance_pipeline.governance.operator_log import build_event, record_operator_action
 from governance_pipeline.landscape.recorder import Recorder
 from governance_pipeline.landscape.schema import GLOBAL_SCOPE, node_states, rows, tokens
 from governance_pipeline.landscape.store import Landscape
@@ -84,7 +86,11 @@ def run_claims(landscape: Landscape, clock: ManualClock, workdir: Path, name: st
     path = workdir / name / "pipeline.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     config = load_pipeline(path, env={"GOVERNANCE_HOME": str(workdir / name / "home")})
-    runner = Runner.start(landscape, config, base_dir=path.parent, pipeline_path=path, clock=clock)
+    run_id = new_id("run_")
+    started = build_event(scope=run_id, now=Recorder(landscape).now(), action=OperatorAction.RUN,
+                          actor="ci", subject=run_id, inputs={"config_hash": config_hash(config)})
+    runner = Runner.start(landscape, config, base_dir=path.parent, pipeline_path=path, clock=clock,
+                          run_id=run_id, records=[started])
     return runner.execute().run_id
 
 
@@ -177,6 +183,12 @@ def record_approval(landscape: Landscape, clock: ManualClock, subject_hash: str,
                               StageStatus.APPROVED, now, now, None, now))
         uow.add(ApprovalDecisionRecord(new_id("apd_"), approval_id, stage_id, 0, approver, role,
                                        Decision.APPROVE, "reviewed the change", None, now))
+        record_operator_action(uow, action=OperatorAction.APPROVAL_APPROVE, actor=approver,
+                               subject=approval_id, inputs={"approval_id": approval_id,
+                                                            "round": 0})
+        if consumed:
+            record_operator_action(uow, action=OperatorAction.TOKEN_CONSUME, actor="engine",
+                                   subject=approval_id, inputs={"approval_id": approval_id})
     clock.advance(5)
     return approval_id
 

@@ -6,7 +6,6 @@ token once: only its SHA-256 is stored, so a lost token means a new request.
 
 from __future__ import annotations
 
-import getpass
 import os
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from governance_pipeline.cli.output import CliState, reporting, table
 from governance_pipeline.contracts.enums import ApprovalStatus, Decision, ExportKind
 from governance_pipeline.contracts.errors import USAGE_INVALID, GovernanceError
 from governance_pipeline.governance.approvals import ApprovalService, ApprovalView
+from governance_pipeline.governance import operator_log
 from governance_pipeline.governance.approvals.export_guard import export_subject_hash
 
 ACTOR_ENV = "GOVERNANCE_ACTOR"
@@ -26,7 +26,7 @@ _TOKEN_WARNING = ("store this token now: it is shown once and only its hash is k
 
 
 def default_actor() -> str:
-    return os.environ.get(ACTOR_ENV) or getpass.getuser()
+    return operator_log.default_actor()
 
 
 _ACTOR = click.option("--actor", default=None,

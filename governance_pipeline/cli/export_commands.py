@@ -19,6 +19,7 @@ from governance_pipeline.cli.approval_commands import default_actor
 from governance_pipeline.cli.output import CliState, reporting
 from governance_pipeline.contracts.enums import ExportKind
 from governance_pipeline.governance.approvals.export_guard import (
+    export_action,
     export_surface,
     guard_export,
 )
@@ -76,13 +77,16 @@ def _report(state: CliState, command: str, result: ExportResult) -> int:
 def evidence_cmd(state: CliState, run_id: str, out: Path | None, approval_token: str | None,
                  actor: str | None) -> int:
     """The evidence bundle of one ended run."""
-    with open_landscape(state.settings()) as landscape:
+    with open_landscape(state.settings()) as landscape, \
+            export_action(landscape, ExportKind.EVIDENCE, run_id,
+                          requested_by=actor or default_actor(),
+                          surface="cli:export evidence") as act:
         plan = plan_export(landscape, ExportKind.EVIDENCE, run_id,
                            out_dir=_out(state, out, ExportKind.EVIDENCE, run_id))
         clearance = guard_export(landscape, **plan.guard_args(), surface="cli:export evidence",
                                  requested_by=actor or default_actor(),
-                                 approval_token=approval_token)
-        result = write_export(landscape, plan, clearance)
+                                 approval_token=approval_token, operator=act)
+        result = write_export(landscape, plan, clearance, operator=act)
     return _report(state, "export evidence", result)
 
 
@@ -103,13 +107,15 @@ def soc2_cmd(state: CliState, period: str, tenant: str | None, fmt: str, out: Pa
              approval_token: str | None, actor: str | None) -> int:
     """The SOC 2 controls bundle of one month (--format oscal adds the OSCAL document)."""
     subject = soc2_subject(period, tenant)
-    with open_landscape(state.settings()) as landscape:
+    with open_landscape(state.settings()) as landscape, \
+            export_action(landscape, ExportKind.SOC2, subject,
+                          requested_by=actor or default_actor(), surface="cli:export soc2") as act:
         plan = plan_export(landscape, ExportKind.SOC2, period, tenant=tenant,
                            out_dir=_out(state, out, ExportKind.SOC2, subject))
         clearance = guard_export(landscape, **plan.guard_args(), surface="cli:export soc2",
                                  requested_by=actor or default_actor(),
-                                 approval_token=approval_token)
-        result = write_export(landscape, plan, clearance, oscal=fmt == "oscal")
+                                 approval_token=approval_token, operator=act)
+        result = write_export(landscape, plan, clearance, operator=act, oscal=fmt == "oscal")
     return _report(state, "export soc2", result)
 
 
@@ -123,11 +129,14 @@ def soc2_cmd(state: CliState, period: str, tenant: str | None, fmt: str, out: Pa
 def debrief_cmd(state: CliState, incident_id: str, out: Path | None,
                 approval_token: str | None, actor: str | None) -> int:
     """The executive debrief of one incident."""
-    with open_landscape(state.settings()) as landscape:
+    with open_landscape(state.settings()) as landscape, \
+            export_action(landscape, ExportKind.DEBRIEF, incident_id,
+                          requested_by=actor or default_actor(),
+                          surface="cli:export debrief") as act:
         plan = plan_export(landscape, ExportKind.DEBRIEF, incident_id,
                            out_dir=_out(state, out, ExportKind.DEBRIEF, incident_id))
         clearance = guard_export(landscape, **plan.guard_args(), surface="cli:export debrief",
                                  requested_by=actor or default_actor(),
-                                 approval_token=approval_token)
-        result = write_export(landscape, plan, clearance)
+                                 approval_token=approval_token, operator=act)
+        result = write_export(landscape, plan, clearance, operator=act)
     return _report(state, "export debrief", result)

@@ -17,11 +17,13 @@ from sqlalchemy import Engine
 
 from governance_pipeline.cli.access import database_errors, open_landscape, redact
 from governance_pipeline.cli.approval_commands import approvals_group
+from governance_pipeline.cli.audit_log_commands import audit_log_cmd
 from governance_pipeline.cli.bundle_commands import read_public_key, verify_bundle_cmd
 from governance_pipeline.cli.demo import MIN_ROWS
 from governance_pipeline.cli.event_commands import events_group
 from governance_pipeline.cli.export_commands import export_group
 from governance_pipeline.cli.incident_commands import incidents_cmd
+from governance_pipeline.cli.metrics_commands import metrics_cmd
 from governance_pipeline.cli.pipeline_commands import COMMANDS as PIPELINE_COMMANDS
 from governance_pipeline.cli.output import (
     CliState,
@@ -37,6 +39,7 @@ from governance_pipeline.contracts.errors import (
     GovernanceError,
     OperationalError,
 )
+from governance_pipeline.governance.operator_log import OperatorSurface, acting_via
 from governance_pipeline.landscape import migrate
 from governance_pipeline.landscape.database import create_landscape_engine
 from governance_pipeline.landscape.keys import PRIVATE_KEY_FILE, load_or_create_signer
@@ -213,9 +216,11 @@ def keys_public(state: CliState, out: Path | None) -> int:
 for _command in PIPELINE_COMMANDS:
     cli.add_command(_command)
 cli.add_command(approvals_group)
+cli.add_command(audit_log_cmd)
 cli.add_command(events_group)
 cli.add_command(export_group)
 cli.add_command(incidents_cmd)
+cli.add_command(metrics_cmd)
 cli.add_command(verify_bundle_cmd)
 
 
@@ -223,7 +228,8 @@ def run_cli(argv: list[str]) -> int:
     """Run the command line on ``argv`` and return its exit code (errors rendered)."""
     state = CliState(json="--json" in argv, debug="--debug" in argv or debug_from_env())
     try:
-        code = cli.main(args=argv, prog_name=PROG, standalone_mode=False, obj=state)
+        with acting_via(OperatorSurface.CLI):  # the operator log says "cli" for these
+            code = cli.main(args=argv, prog_name=PROG, standalone_mode=False, obj=state)
     except GovernanceError as exc:
         return state.render_error(exc)
     except click.exceptions.Abort:

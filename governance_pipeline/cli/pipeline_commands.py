@@ -25,6 +25,12 @@ from governance_pipeline.engine.config import PipelineConfig, load_pipeline
 from governance_pipeline.engine.context import RunContext
 from governance_pipeline.engine.runner import RunResult, config_hash
 from governance_pipeline.governance.ir.record import record_validation
+from governance_pipeline.governance.operator_log import (
+    OperatorAction,
+    OperatorResult,
+    operator_action,
+    record_operator_action,
+)
 from governance_pipeline.governance.ir.risk import Outcome, rejection, validate_ir
 from governance_pipeline.governance.policy.runtime import preview_policy
 from governance_pipeline.landscape.code_manifest import identity_line, identity_view
@@ -176,9 +182,16 @@ def resume_cmd(state: CliState, run_id: str, executor: str) -> int:
     _pipeline_env(state.settings())
     with open_landscape(state.settings()) as landscape:
         run = get_run(landscape, run_id)
-    if run.status in (RunStatus.COMPLETED, RunStatus.CANCELLED):
-        raise ConfigError(f"run {run_id} is {run.status.value}; it cannot be resumed",
-                          code=RUN_NOT_RESUMABLE, details={"status": run.status.value})
+        if run.status in (RunStatus.COMPLETED, RunStatus.CANCELLED):
+            refused = ConfigError(f"run {run_id} is {run.status.value}; it cannot be resumed",
+                                  code=RUN_NOT_RESUMABLE, details={"status": run.status.value})
+            # Refused here, before any Dagster run: logged here (the job logs the others).
+            record_operator_action(landscape, action=OperatorAction.RESUME,
+                                   actor=default_actor(), subject=run_id,
+                                   inputs={"run_id": run_id, "status": run.status.value},
+                                   result=OperatorResult.REFUSED, code=refused.code,
+                                   detail=refused.message)
+            raise refused
     if run.status is RunStatus.FAILED_POLICY:
         return _finish_stopped(state, run)
     if not run.pipeline_path or not Path(run.pipeline_path).is_file():
@@ -193,13 +206,17 @@ def _finish_stopped(state: CliState, run: Run) -> int:
     from governance_pipeline.engine.resume import RUN_NOT_RESUMABLE
     from governance_pipeline.governance.policy.runtime import publish_stopped_run
 
-    with open_landscape(state.settings()) as landscape:
+    with open_landscape(state.settings()) as landscape, \
+            operator_action(landscape, action=OperatorAction.RESUME, actor=default_actor(),
+                            subject=run.run_id, inputs={"run_id": run.run_id,
+                                                        "status": run.status.value,
+                                                        "publishes_stopped_output": True}):
         published, result = publish_stopped_run(landscape, run)
-    if not published:
-        raise ConfigError(f"run {run.run_id} was stopped by an enforced policy; it is not "
-                          "resumed: `governance-pipeline incidents --run RUN_ID` shows why; "
-                          "start a new run once that is dealt with", code=RUN_NOT_RESUMABLE,
-                          details={"status": run.status.value})
+        if not published:  # logged as refused: nothing to publish, the run stays stopped
+            raise ConfigError(f"run {run.run_id} was stopped by an enforced policy; it is not "
+                              "resumed: `governance-pipeline incidents --run RUN_ID` shows why; "
+                              "start a new run once that is dealt with", code=RUN_NOT_RESUMABLE,
+                              details={"status": run.status.value})
     state.note(f"run {run.run_id} was stopped by an enforced policy; the rows written before "
                "the stop were not yet published and now are (the run stays stopped)")
     _report(state, result)
@@ -238,6 +255,10 @@ def _print_explanation(state: CliState, exp: Explanation) -> None:
                 state.say(f"        route {r['label']} → {r['to']} ({r['mode']})")
             for c in sv.calls:
                 state.say(f"        call {c['type']} {c['status']} {c['latency_ms']} ms")
+            if sv.written is not None:
+                state.say(f"        written as: {sv.written['as_written']} (changed "
+                          f"{', '.join(sv.written['changed_fields'])}; original "
+                          f"{sv.written['original']})")
             if s.error_json:
                 state.say(f"        error: {s.error_json}")
         for d in view.decisions:

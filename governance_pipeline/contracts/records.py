@@ -380,3 +380,8 @@ class EventRecord(AuditRecord):
     payload_json: str
     meta_json: str
     timestamp: str
+
+# The operator audit log's record lives in its own module; re-exported with every record.
+from governance_pipeline.contracts.operator_records import (  # noqa: E402
+    OperatorEvent as OperatorEvent,
+)

@@ -218,6 +218,11 @@ class Sink(Plugin):
     def discard_parts(self) -> None:
         """Forget parts left by an earlier attempt that never finished (fresh runs only)."""
 
+    def as_written(self, row: Row) -> tuple[Row, list[str]] | None:
+        """``(row as this sink writes it, the fields it changed)`` when the sink writes ``row``
+        differently than given (e.g. CSV formula escaping); None when written as given."""
+        return None
+
     @abstractmethod
     def write_part(self, part_key: str, rows: Sequence[tuple[str, Row]]) -> PartResult:
         """Durably write ``(token_id, row)`` pairs as part ``part_key``."""

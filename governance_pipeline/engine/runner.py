@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,14 +38,14 @@ from governance_pipeline.contracts.errors import (
 from governance_pipeline.contracts.events import make_event
 from governance_pipeline.contracts.hashing import stable_hash
 from governance_pipeline.contracts.ids import new_id
-from governance_pipeline.contracts.records import Artifact, Checkpoint, Edge, Node, Run
+from governance_pipeline.contracts.records import AuditRecord, Artifact, Checkpoint, Edge, Node, Run
 from governance_pipeline.engine import code_identity, ids
 from governance_pipeline.engine.aggregation import restore_drafts
 from governance_pipeline.engine.config import PipelineConfig
 from governance_pipeline.engine.context import RunContext
 from governance_pipeline.engine.faults import crash_point
 from governance_pipeline.engine.graph import SOURCE_NODE_ID, Graph
-from governance_pipeline.engine.plugin_api import SourceRecord
+from governance_pipeline.engine.plugin_api import Sink, SourceRecord
 from governance_pipeline.engine.policy_check import POLICY_STOPPED
 from governance_pipeline.engine.policy_hook import PolicyHook
 from governance_pipeline.engine.policy_stop import publish_stopped_output, record_stop
@@ -124,7 +124,9 @@ def iter_chunks(records: Iterator[SourceRecord], chunk_size: int,
         yield current, chunk
 
 
-def _graph_records(run_id: str, graph: Graph, now: str) -> list[Node | Edge]:
+def _graph_records(run_id: str, graph: Graph, now: str,
+                   sinks: Mapping[str, Sink] | None = None) -> list[Node | Edge]:
+    sinks = sinks or {}
     config = graph.config
     records: list[Node | Edge] = []
     source_cfg = {"plugin": config.source.plugin, "options": config.source.options}
@@ -134,7 +136,10 @@ def _graph_records(run_id: str, graph: Graph, now: str) -> list[Node | Edge]:
         plugin = getattr(node, "plugin", node.kind)
         entries.append((node.id, Graph.node_type(node), plugin, node.model_dump(mode="json")))
     for name, sink in config.sinks.items():
-        entries.append((name, NodeType.SINK, sink.plugin, sink.model_dump(mode="json")))
+        cfg = sink.model_dump(mode="json")
+        if name in sinks:  # what the plugin says it does with the rows (e.g. formula escaping)
+            cfg["described"] = sinks[name].describe()
+        entries.append((name, NodeType.SINK, sink.plugin, cfg))
     for node_id, node_type, plugin, cfg in entries:
         records.append(Node(run_id, node_id, node_type, plugin, "1", _determinism(node_type),
                             stable_hash(cfg), dumps(cfg), graph.positions[node_id], now))
@@ -170,8 +175,10 @@ class Runner:
     @classmethod
     def start(cls, landscape: Landscape, config: PipelineConfig, *, base_dir: Path,
               pipeline_path: Path | None = None, clock: Clock | None = None,
-              run_id: str | None = None, policy: PolicyHook | None = None) -> Runner:
-        """Record a new run; ``policy`` is the run's policy snapshot, already stored."""
+              run_id: str | None = None, policy: PolicyHook | None = None,
+              records: Sequence[AuditRecord] = ()) -> Runner:
+        """Record a new run; ``policy`` is the run's policy snapshot, already stored.
+        ``records`` (of the run's scope, e.g. its operator-log entry) join the same unit."""
         run_id = run_id or new_id("run_")
         ctx = RunContext.build(run_id, config, base_dir, clock or landscape.clock, policy=policy)
         for sink in ctx.plugins.sinks.values():
@@ -186,9 +193,9 @@ class Runner:
                            policy_snapshot_id=ctx.policy_snapshot_id,
                            pipeline_path=str(pipeline_path) if pipeline_path else None,
                            worker=worker_identity(),
-                           records=[*_graph_records(run_id, ctx.graph, now),
+                           records=[*_graph_records(run_id, ctx.graph, now, ctx.plugins.sinks),
                                     *code_identity.identities(run_id, ctx.graph, ctx.plugins, now),
-                                    event])
+                                    event, *records])
         return cls(landscape, ctx)
 
     # -- chunks ---------------------------------------------------------------------------------

@@ -132,7 +132,13 @@ def _write(proc: ChunkProcessor, name: str, works: list[Work]) -> SinkFailure | 
     proc.written[name] += len(works)
     per_row = duration / len(works) if works else 0.0
     for work in works:
-        trail.state(work, name, NodeStateStatus.COMPLETED, output_hash=work.row_hash,
+        # The output hash is of the row as written: a sink that alters a value on the way out
+        # (CSV formula escaping) records what it wrote, and which fields, next to the input.
+        written = sink.as_written(work.row)
+        trail.state(work, name, NodeStateStatus.COMPLETED,
+                    output_hash=work.row_hash if written is None else trail.hash_row(written[0]),
+                    context=None if written is None else {"written_as": {
+                        "changed_fields": written[1]}},
                     duration_ms=per_row)
         outcome = _OUTCOME_BY_ARRIVAL[work.arrival]
         error_hash = work.error_hash if outcome in (Outcome.DIVERTED, Outcome.QUARANTINED) else None

@@ -68,6 +68,9 @@ class StateView:
     state: NodeState
     calls: list[dict[str, Any]]
     routing: list[dict[str, Any]]
+    #: A sink that wrote the row differently than given (CSV formula escaping): the row as
+    #: written (its hash is the state's output hash), the original, and the fields changed.
+    written: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         s = self.state
@@ -75,7 +78,8 @@ class StateView:
                 "attempt": s.attempt, "status": s.status.value, "input_hash": s.input_hash,
                 "output_hash": s.output_hash, "duration_ms": s.duration_ms,
                 "policy_snapshot_id": s.policy_snapshot_id, "context": _json(s.context_after),
-                "error": _json(s.error_json), "calls": self.calls, "routing": self.routing}
+                "error": _json(s.error_json), "calls": self.calls, "routing": self.routing,
+                **({"written": self.written} if self.written is not None else {})}
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,15 @@ def _row(conn: Connection, run_id: str, *, index: int | None = None,
     return SourceRow.from_row(found)
 
 
+def _written(conn: Connection, s: NodeState) -> dict[str, Any] | None:
+    context = _json(s.context_after)
+    if not isinstance(context, dict) or "written_as" not in context:
+        return None
+    return {"as_written": _payload_view(conn, s.output_hash),
+            "original": _payload_view(conn, s.input_hash),
+            "changed_fields": context["written_as"].get("changed_fields", [])}
+
+
 def _token_views(conn: Connection, run_id: str, row_id: str,
                  focus: str | None) -> list[TokenView]:
     # An aggregation's output tokens carry the row id of their batch's first member; they are
@@ -212,7 +225,7 @@ def _token_views(conn: Connection, run_id: str, row_id: str,
             troute = [{"to": r["to_node_id"], "label": r["label"], "mode": r["mode"],
                        "reason": _json(r["reason_json"])}
                       for r in route_rows if r["state_id"] == s.state_id]
-            tstates.append(StateView(s, tcalls, troute))
+            tstates.append(StateView(s, tcalls, troute, _written(conn, s)))
         touts = [o for o in outcomes if o.token_id == tok.token_id]
         errors = [_payload_view(conn, o.error_hash) for o in touts if o.error_hash]
         produced = [t for o in touts if o.batch_id and o.is_terminal

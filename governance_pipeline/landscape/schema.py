@@ -392,6 +392,7 @@ from governance_pipeline.landscape.schema_governance import (  # noqa: E402
     inflection_points,
     policy_decisions,
 )
+from governance_pipeline.landscape.schema_operations import operator_events  # noqa: E402
 
 # The run's code manifest (one identity per node) joins the same metadata here.
 from governance_pipeline.landscape.schema_code import code_identities  # noqa: E402
@@ -466,3 +467,4 @@ LEDGERED: dict[str, LedgerSpec] = {
     "events": _spec(events, "scope"),
     "code_identities": _spec(code_identities, "run_id"),
 }
+LEDGERED["operator_events"] = _spec(operator_events, "scope")

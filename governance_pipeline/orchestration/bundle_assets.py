@@ -47,6 +47,7 @@ from sqlalchemy import func, select
 from governance_pipeline.contracts.enums import ExportKind, RunStatus
 from governance_pipeline.contracts.errors import BlockedError, Finding, GovernanceError
 from governance_pipeline.governance.approvals.export_guard import (
+    export_action,
     export_surface,
     guard_export,
 )
@@ -60,6 +61,7 @@ from governance_pipeline.governance.exports.service import (
 from governance_pipeline.landscape.queries import reading
 from governance_pipeline.landscape.schema import incidents, ledger_entries, runs
 from governance_pipeline.landscape.store import Landscape
+from governance_pipeline.orchestration.actors import run_actor
 from governance_pipeline.orchestration.resources import LandscapeResource
 
 RUN_PARTITIONS = DynamicPartitionsDefinition(name="landscape_runs")
@@ -78,7 +80,10 @@ class BundleConfig(Config):
         default=None, description="Token of the approved export ladder for this partition "
                                   "(`governance-pipeline approvals request --export ...`); "
                                   "used once.")
-    actor: str = Field(default="dagster", description="Who exports (recorded).")
+    actor: str | None = Field(
+        default=None, description="Who exports (recorded in the operator log); default the "
+                                  "run's `governance/actor` tag, else $GOVERNANCE_ACTOR, else "
+                                  "the OS user.")
     out_dir: str | None = Field(
         default=None, description="Bundle directory (new or empty); default "
                                   "$GOVERNANCE_HOME/exports/dagster/<kind>/<subject>/<run id>.")
@@ -95,11 +100,19 @@ class Soc2BundleConfig(BundleConfig):
        description="The audit Landscape. Its blocking checks (sweep clean, ledger verified) "
                    "gate every bundle materialised with it.")
 def landscape_audit(landscape: LandscapeResource) -> MaterializeResult:
-    with landscape.open() as ls, reading(ls) as conn:
-        run_count = conn.execute(select(func.count()).select_from(runs)).scalar_one()
-        scopes = conn.execute(select(func.count(func.distinct(ledger_entries.c.scope)))
-                              ).scalar_one()
-    return MaterializeResult(metadata={"runs": run_count, "ledger_scopes": scopes})
+    from governance_pipeline.governance.metrics import exposition, scalar_metrics
+
+    with landscape.open() as ls:
+        with reading(ls) as conn:
+            run_count = conn.execute(select(func.count()).select_from(runs)).scalar_one()
+            scopes = conn.execute(select(func.count(func.distinct(ledger_entries.c.scope)))
+                                  ).scalar_one()
+        # The same metrics `governance-pipeline metrics` serves, read at materialisation.
+        headline = {f"metrics/{name}": MetadataValue.float(value)
+                    for name, value in scalar_metrics(ls).items()}
+        text = exposition(ls)
+    return MaterializeResult(metadata={"runs": run_count, "ledger_scopes": scopes, **headline,
+                                       "metrics": MetadataValue.md(f"```\n{text}```")})
 
 
 def _check_result(findings: list[Finding], what: str) -> AssetCheckResult:
@@ -170,12 +183,16 @@ def _materialized(result: ExportResult) -> MaterializeResult:
 def evidence_bundle(context: AssetExecutionContext, config: BundleConfig,
                     landscape: LandscapeResource) -> MaterializeResult:
     ls, subject, plan = landscape.landscape(), context.partition_key, None
+    actor = run_actor(config.actor, context.run.tags)
     try:
-        plan = plan_export(ls, ExportKind.EVIDENCE, subject, out_dir=_out_dir(
-            context, landscape, config, ExportKind.EVIDENCE, subject))
-        clearance = guard_export(ls, **plan.guard_args(), surface="dagster:evidence_bundle",
-                                 requested_by=config.actor, approval_token=config.approval_token)
-        return _materialized(write_export(ls, plan, clearance))
+        with export_action(ls, ExportKind.EVIDENCE, subject, requested_by=actor,
+                           surface="dagster:evidence_bundle") as act:
+            plan = plan_export(ls, ExportKind.EVIDENCE, subject, out_dir=_out_dir(
+                context, landscape, config, ExportKind.EVIDENCE, subject))
+            clearance = guard_export(ls, **plan.guard_args(), surface="dagster:evidence_bundle",
+                                     requested_by=actor, approval_token=config.approval_token,
+                                     operator=act)
+            return _materialized(write_export(ls, plan, clearance, operator=act))
     except GovernanceError as exc:
         raise _failure(exc, plan) from exc
 
@@ -186,12 +203,17 @@ def evidence_bundle(context: AssetExecutionContext, config: BundleConfig,
 def soc2_bundle(context: AssetExecutionContext, config: Soc2BundleConfig,
                 landscape: LandscapeResource) -> MaterializeResult:
     ls, period, plan = landscape.landscape(), context.partition_key[:7], None
+    actor, subject = run_actor(config.actor, context.run.tags), soc2_subject(period, config.tenant)
     try:
-        plan = plan_export(ls, ExportKind.SOC2, period, tenant=config.tenant, out_dir=_out_dir(
-            context, landscape, config, ExportKind.SOC2, soc2_subject(period, config.tenant)))
-        clearance = guard_export(ls, **plan.guard_args(), surface="dagster:soc2_bundle",
-                                 requested_by=config.actor, approval_token=config.approval_token)
-        return _materialized(write_export(ls, plan, clearance))
+        with export_action(ls, ExportKind.SOC2, subject, requested_by=actor,
+                           surface="dagster:soc2_bundle") as act:
+            plan = plan_export(ls, ExportKind.SOC2, period, tenant=config.tenant,
+                               out_dir=_out_dir(context, landscape, config, ExportKind.SOC2,
+                                                subject))
+            clearance = guard_export(ls, **plan.guard_args(), surface="dagster:soc2_bundle",
+                                     requested_by=actor, approval_token=config.approval_token,
+                                     operator=act)
+            return _materialized(write_export(ls, plan, clearance, operator=act))
     except GovernanceError as exc:
         raise _failure(exc, plan) from exc
 
@@ -202,12 +224,16 @@ def soc2_bundle(context: AssetExecutionContext, config: Soc2BundleConfig,
 def executive_debrief(context: AssetExecutionContext, config: BundleConfig,
                       landscape: LandscapeResource) -> MaterializeResult:
     ls, subject, plan = landscape.landscape(), context.partition_key, None
+    actor = run_actor(config.actor, context.run.tags)
     try:
-        plan = plan_export(ls, ExportKind.DEBRIEF, subject, out_dir=_out_dir(
-            context, landscape, config, ExportKind.DEBRIEF, subject))
-        clearance = guard_export(ls, **plan.guard_args(), surface="dagster:executive_debrief",
-                                 requested_by=config.actor, approval_token=config.approval_token)
-        return _materialized(write_export(ls, plan, clearance))
+        with export_action(ls, ExportKind.DEBRIEF, subject, requested_by=actor,
+                           surface="dagster:executive_debrief") as act:
+            plan = plan_export(ls, ExportKind.DEBRIEF, subject, out_dir=_out_dir(
+                context, landscape, config, ExportKind.DEBRIEF, subject))
+            clearance = guard_export(ls, **plan.guard_args(), surface="dagster:executive_debrief",
+                                     requested_by=actor, approval_token=config.approval_token,
+                                     operator=act)
+            return _materialized(write_export(ls, plan, clearance, operator=act))
     except GovernanceError as exc:
         raise _failure(exc, plan) from exc
 

@@ -47,12 +47,16 @@ from governance_pipeline.engine.context import RunContext
 from governance_pipeline.engine.resume import PIPELINE_CHANGED, RUN_NOT_RESUMABLE
 from governance_pipeline.engine.runner import FINAL_CHUNK, Runner, config_hash, iter_chunks
 from governance_pipeline.governance.policy.runtime import policy_for_new_run, policy_for_run
+from governance_pipeline.governance.operator_log import OperatorAction, operator_action
 from governance_pipeline.landscape.queries import get_run
+from governance_pipeline.landscape.recorder import Recorder
 from governance_pipeline.landscape.store import Landscape
 from governance_pipeline.landscape.sweep import sweep
 from governance_pipeline.orchestration import lifecycle, preflight
 from governance_pipeline.orchestration.pipeline_assets import pipeline_assets
 from governance_pipeline.orchestration.pipeline_reports import published_events
+from governance_pipeline.orchestration.actors import run_actor, run_surface
+from governance_pipeline.orchestration.run_audit import run_inputs, snapshot_inputs
 from governance_pipeline.orchestration.resources import LandscapeResource
 from governance_pipeline.orchestration.step_failures import (
     StopCatcher,
@@ -179,30 +183,40 @@ def open_run(context: OpExecutionContext, config: PipelineRunConfig,
     with recording_failures(context, None, None):  # nothing to record in before a run exists
         path, pipeline_config = _load(pipeline, landscape)
         ls = landscape.landscape()
+        actor, surface = run_actor(config.actor, context.run.tags), run_surface(context.run.tags)
+        inputs = run_inputs(path, pipeline_config, policy_mode=config.policy_mode,
+                            dagster_run_id=context.run_id)
         if run_id is None:
             run_id = new_id("run_")
-            preflight.clear_to_start(ls, pipeline_config, path, run_id=run_id,
-                                     manifest=pipeline.ir_manifest or None,
-                                     approval_token=config.approval_token,
-                                     actor=config.actor or f"dagster:{context.run_id}")
-            # The policies in force now, stored before the run is: the run names its snapshot.
-            policy = policy_for_new_run(ls, pipeline_config, path.parent, run_id,
-                                        mode_override=config.policy_mode)
-            Runner.start(ls, pipeline_config, base_dir=path.parent, pipeline_path=path,
-                         run_id=run_id, policy=policy)
+            with operator_action(ls, action=OperatorAction.RUN, actor=actor, subject=run_id,
+                                 surface=surface, inputs=inputs) as act:
+                preflight.clear_to_start(ls, pipeline_config, path, run_id=run_id,
+                                         manifest=pipeline.ir_manifest or None,
+                                         approval_token=config.approval_token, actor=actor)
+                # The policies in force now, stored before the run is: the run names it.
+                policy = policy_for_new_run(ls, pipeline_config, path.parent, run_id,
+                                            mode_override=config.policy_mode)
+                act.inputs.update(snapshot_inputs(policy))
+                Runner.start(ls, pipeline_config, base_dir=path.parent, pipeline_path=path,
+                             run_id=run_id, policy=policy,
+                             records=[act.event_for(run_id, Recorder(ls).now())])
             lifecycle.link_dagster_run(ls, run_id, context.run_id,
                                        lifecycle.run_worker_identity())
         else:
-            _check_resumable(ls, run_id, path)
-            with ls.engine.connect() as conn:  # GP-CODE-001 before the run is claimed
-                code_identity.require_unchanged(conn, run_id, code_identity.current_identities(
-                    run_id, pipeline_config, path.parent, ""))
-            # A resume runs under the stored snapshot, verified, never the policy files of now.
-            policy_for_run(ls, get_run(ls, run_id), pipeline_config)
-            lifecycle.attach(ls, run_id, dagster_run_id=context.run_id,
-                             worker=lifecycle.run_worker_identity(),
-                             config_hash=config_hash(pipeline_config),
-                             dagster_run_over=_over(context))
+            with operator_action(ls, action=OperatorAction.RESUME, actor=actor, subject=run_id,
+                                 surface=surface, inputs=inputs) as act:
+                _check_resumable(ls, run_id, path)
+                with ls.engine.connect() as conn:  # GP-CODE-001 before the run is claimed
+                    code_identity.require_unchanged(conn, run_id, code_identity.current_identities(
+                        run_id, pipeline_config, path.parent, ""))
+                # A resume runs under the stored snapshot, verified, never the policy files now.
+                resumed = get_run(ls, run_id)
+                policy = policy_for_run(ls, resumed, pipeline_config)
+                act.inputs.update(snapshot_inputs(policy) if policy else {})
+                lifecycle.attach(ls, run_id, dagster_run_id=context.run_id,
+                                 worker=lifecycle.run_worker_identity(),
+                                 config_hash=config_hash(pipeline_config),
+                                 dagster_run_over=_over(context))
     _tag(context, run_id, path, pipeline_config)
     verb = "resumed" if config.resume_run_id else "started"
     context.log.info(f"Landscape run {run_id} {verb}: pipeline {pipeline_config.name}")

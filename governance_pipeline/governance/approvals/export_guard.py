@@ -26,6 +26,12 @@ from governance_pipeline.landscape.recorder import Recorder
 from governance_pipeline.landscape.schema import GLOBAL_SCOPE
 from governance_pipeline.landscape.store import Landscape
 
+from governance_pipeline.governance.operator_log import (
+    OperatorAction,
+    OperatorActionScope,
+    OperatorSurface,
+    operator_action,
+)
 from governance_pipeline.governance.approvals import emit
 from governance_pipeline.governance.approvals.codes import EXPORT_APPROVAL_REQUIRED, TokenRefused
 from governance_pipeline.governance.approvals.service import ApprovalService
@@ -71,11 +77,26 @@ def export_subject_hash(kind: ExportKind | str, subject: str, tenant_id: str) ->
                                     "tenant_id": tenant_id})
 
 
+def export_action(landscape: Landscape, kind: ExportKind | str, subject: str, *,
+                  requested_by: str, surface: str) -> Any:
+    """The operator-log scope of one export attempt (``with export_action(...) as act``): pass
+    ``act`` to ``guard_export`` and ``write_export`` so a block and the written bundle are
+    logged in their own transactions; any other refusal is logged when the block raises."""
+    return operator_action(
+        landscape, action=OperatorAction.EXPORT, actor=requested_by,
+        subject=f"{ExportKind(kind).value} {subject}",
+        surface=OperatorSurface.DAGSTER if surface.startswith("dagster:") else OperatorSurface.CLI
+        if surface.startswith("cli:") else None,
+        inputs={"kind": ExportKind(kind).value, "subject": subject, "export_surface": surface})
+
+
 def guard_export(landscape: Landscape, *, kind: ExportKind, subject: str, tenant_id: str,
                  surface: str, requested_by: str, approval_token: str | None,
-                 clock: Clock | None = None) -> ExportClearance:
+                 clock: Clock | None = None,
+                 operator: OperatorActionScope | None = None) -> ExportClearance:
     """Re-check the export's ladder and consume its token; the clearance lets one bundle be
-    written. Blocked → recorded, then ``BlockedError`` (exit 4)."""
+    written. Blocked → recorded (with ``operator``'s refused entry), then ``BlockedError``
+    (exit 4)."""
     if not surface or len(surface) > _SURFACE_MAX:
         raise ConfigError(f"export surface name must be 1-{_SURFACE_MAX} characters: {surface!r}")
     if clock is not None and clock is not landscape.clock:
@@ -83,25 +104,31 @@ def guard_export(landscape: Landscape, *, kind: ExportKind, subject: str, tenant
     kind = ExportKind(kind)
     subject_hash = export_subject_hash(kind, subject, tenant_id)
     export_id = new_id("exp_")
+    if operator is not None:
+        operator.inputs.update(export_id=export_id, subject_hash=subject_hash,
+                               tenant_id=tenant_id)
     if not approval_token:
-        _record_blocked(landscape, export_id, kind, subject, subject_hash, tenant_id, surface,
-                        requested_by, "approval_required", None)
-        raise BlockedError(
+        blocked = BlockedError(
             f"{kind.value} export of {subject} (tenant {tenant_id}) needs an approved export "
             f"ladder: run `governance-pipeline approvals request --export {kind.value} "
             f"--subject {subject} --tenant {tenant_id}`", code=EXPORT_APPROVAL_REQUIRED,
             details={"export_id": export_id, "subject_hash": subject_hash,
                      "reason": "approval_required"})
+        _record_blocked(landscape, export_id, kind, subject, subject_hash, tenant_id, surface,
+                        requested_by, "approval_required", None, operator, blocked)
+        raise blocked
     try:
         approval = ApprovalService(landscape).consume(
             approval_token, tenant_id=tenant_id, subject_hash=subject_hash,
             actor=requested_by, consumed_for=export_id)
     except TokenRefused as exc:
-        _record_blocked(landscape, export_id, kind, subject, subject_hash, tenant_id, surface,
-                        requested_by, exc.reason.value, exc.approval_id)
         exc.message = f"{exc.message}; the {kind.value} export of {subject} was not written"
         exc.details = {**exc.details, "export_id": export_id, "subject_hash": subject_hash}
+        _record_blocked(landscape, export_id, kind, subject, subject_hash, tenant_id, surface,
+                        requested_by, exc.reason.value, exc.approval_id, operator, exc)
         raise
+    if operator is not None:
+        operator.inputs["approval_id"] = approval.approval_id
     return ExportClearance(export_id=export_id, kind=kind, subject=subject,
                            subject_hash=subject_hash, tenant_id=tenant_id,
                            approval_id=approval.approval_id, surface=surface,
@@ -110,8 +137,12 @@ def guard_export(landscape: Landscape, *, kind: ExportKind, subject: str, tenant
 
 def _record_blocked(landscape: Landscape, export_id: str, kind: ExportKind, subject: str,
                     subject_hash: str, tenant_id: str, surface: str, requested_by: str,
-                    reason: str, approval_id: str | None) -> None:
+                    reason: str, approval_id: str | None,
+                    operator: OperatorActionScope | None, refusal: BlockedError) -> None:
     with Recorder(landscape).unit(GLOBAL_SCOPE) as uow:
+        if operator is not None:
+            operator.inputs["approval_id"] = approval_id
+            operator.refusal_in(uow, refusal)
         uow.add(ExportRecord(
             export_id=export_id, tenant_id=tenant_id, kind=kind, subject=subject,
             subject_hash=subject_hash, surface=surface, status=ExportStatus.BLOCKED,
@@ -125,10 +156,16 @@ def _record_blocked(landscape: Landscape, export_id: str, kind: ExportKind, subj
 
 
 def record_export_written(landscape: Landscape, clearance: ExportClearance, *, path: str,
-                          bundle_digest: str, requested_by: str | None = None) -> ExportRecord:
-    """Record the bundle a clearance let through (``exports`` row + ``export.written``)."""
+                          bundle_digest: str, requested_by: str | None = None,
+                          operator: OperatorActionScope | None = None) -> ExportRecord:
+    """Record the bundle a clearance let through (``exports`` row + ``export.written``, and
+    ``operator``'s entry in the operator log)."""
     digest = bundle_digest.removeprefix("sha256:")
     with Recorder(landscape).unit(GLOBAL_SCOPE) as uow:
+        if operator is not None:
+            operator.inputs.update(export_id=clearance.export_id, bundle_digest=digest,
+                                   approval_id=clearance.approval_id)
+            operator.record_in(uow)
         record = ExportRecord(
             export_id=clearance.export_id, tenant_id=clearance.tenant_id, kind=clearance.kind,
             subject=clearance.subject, subject_hash=clearance.subject_hash,

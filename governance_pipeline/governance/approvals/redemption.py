@@ -16,6 +16,11 @@ from governance_pipeline.contracts.records import Approval
 from governance_pipeline.landscape.recorder import Recorder, UnitOfWork
 from governance_pipeline.landscape.schema import GLOBAL_SCOPE
 
+from governance_pipeline.governance.operator_log import (
+    OperatorAction,
+    OperatorActionScope,
+    operator_action,
+)
 from governance_pipeline.governance.approvals import emit, tokens
 from governance_pipeline.governance.approvals.codes import InvalidReason, TokenRefused
 from governance_pipeline.governance.approvals.views import (
@@ -60,14 +65,26 @@ def _lookup(recorder: Recorder, token: str) -> Approval | None:
 def consume(recorder: Recorder, token: str, *, tenant_id: str, subject_hash: str, actor: str,
             consumed_for: str | None = None) -> Approval:
     """Consume ``token`` for ``tenant_id`` and ``subject_hash``; raises ``TokenRefused`` (exit 4)
-    after recording why."""
+    after recording why. The operator log names the approval and subject, never the token."""
+    with operator_action(recorder, action=OperatorAction.TOKEN_CONSUME, actor=actor,
+                         inputs={"tenant_id": tenant_id, "subject_hash": subject_hash,
+                                 "consumed_for": consumed_for}) as act:
+        return _consume(act, recorder, token, tenant_id=tenant_id, subject_hash=subject_hash,
+                        actor=actor, consumed_for=consumed_for)
+
+
+def _consume(act: OperatorActionScope, recorder: Recorder, token: str, *, tenant_id: str,
+             subject_hash: str, actor: str, consumed_for: str | None) -> Approval:
     for _ in range(_MAX_ATTEMPTS):
         approval = _lookup(recorder, token)
         now = recorder.now()
         reason = _refusal(approval, tenant_id, subject_hash, now)
+        if approval is not None:
+            act.subject = approval.approval_id
+            act.inputs["approval_id"] = approval.approval_id
         if reason is not None:
             _refuse(recorder, approval, reason, tenant_id=tenant_id, subject_hash=subject_hash,
-                    actor=actor)
+                    actor=actor, act=act)
         assert approval is not None
         stages = load_view(recorder.landscape, approval.approval_id).stages
         try:
@@ -80,6 +97,7 @@ def consume(recorder: Recorder, token: str, *, tenant_id: str, subject_hash: str
                             "consumed_by": actor, "consumed_for": consumed_for},
                            expect={"status": ApprovalStatus.APPROVED.value,
                                    "consumed_at": None, "round": approval.round})
+                act.record_in(uow)
                 waited = (from_iso(uow.now) - from_iso(approval.created_at)).total_seconds()
                 uow.add(emit.event(emit.CONSUMED, {
                     "approval_id": approval.approval_id, "tenant_id": tenant_id,
@@ -95,15 +113,18 @@ def consume(recorder: Recorder, token: str, *, tenant_id: str, subject_hash: str
 
 
 def _refuse(recorder: Recorder, approval: Approval | None, reason: InvalidReason, *,
-            tenant_id: str, subject_hash: str, actor: str) -> None:
-    """Record the refused attempt (and, for a token that has just run out, its expiry), then
-    raise."""
+            tenant_id: str, subject_hash: str, actor: str, act: OperatorActionScope) -> None:
+    """Record the refused attempt (and, for a token that has just run out, its expiry), with
+    its operator-log entry, then raise."""
     approval_id = approval.approval_id if approval else None
+    refused = TokenRefused(reason, _MESSAGES[reason].format(id=approval_id or "-"),
+                           approval_id=approval_id)
     try:
         with recorder.unit(GLOBAL_SCOPE) as uow:
             if (reason is InvalidReason.EXPIRED and approval is not None
                     and approval.status is not ApprovalStatus.EXPIRED):
                 _expire(uow, approval)
+            act.refusal_in(uow, refused)
             uow.add(emit.event(emit.INVALID, {
                 "tenant_id": tenant_id, "ir_hash": subject_hash, "reason": reason.value,
                 "attempted_by": actor, "attempted_at": uow.now, "approval_id": approval_id,
@@ -112,12 +133,12 @@ def _refuse(recorder: Recorder, approval: Approval | None, reason: InvalidReason
         # The request was expired (or consumed) by someone else meanwhile: record the refusal
         # on its own; the reason stands either way.
         with recorder.unit(GLOBAL_SCOPE) as uow:
+            act.refusal_in(uow, refused)
             uow.add(emit.event(emit.INVALID, {
                 "tenant_id": tenant_id, "ir_hash": subject_hash, "reason": reason.value,
                 "attempted_by": actor, "attempted_at": uow.now, "approval_id": approval_id,
             }, now=uow.now, tenant_id=tenant_id))
-    raise TokenRefused(reason, _MESSAGES[reason].format(id=approval_id or "-"),
-                       approval_id=approval_id)
+    raise refused
 
 
 _MESSAGES: dict[InvalidReason, str] = {

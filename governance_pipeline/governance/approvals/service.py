@@ -29,6 +29,11 @@ from governance_pipeline.landscape.recorder import Recorder, UnitOfWork
 from governance_pipeline.landscape.schema import GLOBAL_SCOPE
 from governance_pipeline.landscape.store import Landscape
 
+from governance_pipeline.governance.operator_log import (
+    OperatorAction,
+    OperatorActionScope,
+    operator_action,
+)
 from governance_pipeline.governance.approvals import emit, redemption, sla, tokens
 from governance_pipeline.governance.approvals.codes import (
     DECISION_REFUSED,
@@ -83,7 +88,22 @@ class ApprovalService:
                 correlation_id: str | None = None,
                 risk_tier: int | None = None) -> tuple[Approval, str]:
         """Open a request under ``ladder``; returns it and the raw token (shown once, never
-        stored: only its SHA-256 is)."""
+        stored: only its SHA-256 is). Recorded in the operator log, refused or not."""
+        with operator_action(self.recorder, action=OperatorAction.APPROVAL_REQUEST,
+                             actor=requested_by, inputs={
+                                 "tenant_id": tenant_id, "subject_type": subject_type,
+                                 "subject_hash": subject_hash, "ladder": ladder,
+                                 "ttl_seconds": ttl_seconds, "risk_tier": risk_tier}) as act:
+            return self._request(act, tenant_id=tenant_id, subject_type=subject_type,
+                                 subject_hash=subject_hash, subject_ref=subject_ref,
+                                 requested_by=requested_by, ladder=ladder,
+                                 ttl_seconds=ttl_seconds, reason=reason,
+                                 correlation_id=correlation_id, risk_tier=risk_tier)
+
+    def _request(self, act: OperatorActionScope, *, tenant_id: str, subject_type: SubjectType,
+                 subject_hash: str, subject_ref: str, requested_by: str, ladder: str | None,
+                 ttl_seconds: int | None, reason: str | None, correlation_id: str | None,
+                 risk_tier: int | None) -> tuple[Approval, str]:
         if subject_type not in SUBJECT_TYPES:
             raise ConfigError(f"subject_type must be one of {SUBJECT_TYPES}, not {subject_type!r}")
         if not subject_hash.startswith("sha256:") or len(subject_hash) != 71:
@@ -114,6 +134,9 @@ class ApprovalService:
         with self.recorder.unit(GLOBAL_SCOPE) as uow:
             uow.add(approval)
             uow.add_all(stages)
+            act.subject = approval.approval_id
+            act.inputs["ladder"] = ladder_name
+            act.record_in(uow)
             uow.add(emit.event(emit.CREATED, {
                 "approval_id": approval.approval_id, "tenant_id": tenant_id,
                 "ir_hash": subject_hash, "subject_type": subject_type,
@@ -139,7 +162,17 @@ class ApprovalService:
         ``signed`` must be the actor's signature over this decision's statement; a missing or
         wrong one is refused (GP-SIGN-*), recorded as an ``approval.decision_refused`` event."""
         decision = Decision(decision)
+        action = OperatorAction.APPROVAL_APPROVE if decision is Decision.APPROVE \
+            else OperatorAction.APPROVAL_REJECT
+        with operator_action(self.recorder, action=action, actor=actor, subject=approval_id,
+                             inputs={"approval_id": approval_id, "role": role}) as act:
+            return self._decide(act, approval_id, actor=actor, role=role, decision=decision,
+                                reason=reason)
+
+    def _decide(self, act: OperatorActionScope, approval_id: str, *, actor: str, role: str,
+                decision: Decision, reason: str | None) -> ApprovalView:
         view = self.get(approval_id)
+        act.inputs.update(subject_hash=view.approval.subject_hash, round=view.approval.round)
         stage = self._decidable_stage(view, role)
         delegated_from = self._eligibility(view, stage, actor, decision)
         try:
@@ -165,6 +198,8 @@ class ApprovalService:
                     statement_json=signed.message.decode("utf-8"), signature=signed.signature,
                     key_fingerprint=signed.key_fingerprint,
                     signed_at=str(signed.statement["signed_at"])))
+            act.inputs["stage"] = stage.name
+            act.record_in(uow)
             uow.add(self._event(emit.DECIDED, a, uow.now, stage=stage.name, role=role,
                                 actor=actor, decision=decision.value, reason=reason,
                                 delegated_from=delegated_from, round=a.round))
@@ -271,8 +306,18 @@ class ApprovalService:
     # -- delegate / reset --------------------------------------------------------------------------
     def delegate(self, approval_id: str, *, from_actor: str, to_actor: str, role: str,
                  reason: str | None = None) -> ApprovalView:
+        with operator_action(self.recorder, action=OperatorAction.APPROVAL_DELEGATE,
+                             actor=from_actor, subject=approval_id,
+                             inputs={"approval_id": approval_id, "role": role,
+                                     "to_actor": to_actor}) as act:
+            return self._delegate(act, approval_id, from_actor=from_actor, to_actor=to_actor,
+                                  role=role, reason=reason)
+
+    def _delegate(self, act: OperatorActionScope, approval_id: str, *, from_actor: str,
+                  to_actor: str, role: str, reason: str | None) -> ApprovalView:
         view = self.get(approval_id)
         a = view.approval
+        act.inputs.update(subject_hash=a.subject_hash, round=a.round)
         if a.status is not ApprovalStatus.PENDING:
             raise GovernanceError(f"approval {approval_id} is {a.status.value}; only pending "
                                   "requests take delegations", code=NOT_OPEN)
@@ -290,6 +335,7 @@ class ApprovalService:
                 delegation_id=new_id("dlg_"), approval_id=a.approval_id, stage_id=stage.stage_id,
                 round=a.round, from_actor=from_actor, to_actor=to_actor, role=role,
                 reason=reason, created_at=uow.now))
+            act.record_in(uow)
             uow.add(self._event(emit.DELEGATED, a, uow.now, stage=stage.name, role=role,
                                 from_actor=from_actor, to_actor=to_actor, reason=reason,
                                 round=a.round))
@@ -298,8 +344,16 @@ class ApprovalService:
     def reset(self, approval_id: str, *, actor: str, reason: str) -> ApprovalView:
         """Start a new round: every stage waits again and the first is active; earlier
         decisions and delegations stay in the trail under their round."""
+        with operator_action(self.recorder, action=OperatorAction.APPROVAL_RESET, actor=actor,
+                             subject=approval_id, inputs={"approval_id": approval_id}) as act:
+            return self._reset(act, approval_id, actor=actor, reason=reason)
+
+    def _reset(self, act: OperatorActionScope, approval_id: str, *, actor: str,
+               reason: str) -> ApprovalView:
         view = self.get(approval_id)
         a = view.approval
+        act.inputs.update(subject_hash=a.subject_hash, round=a.round,
+                          previous_status=a.status.value)
         if a.status not in (ApprovalStatus.PENDING, ApprovalStatus.APPROVED,
                             ApprovalStatus.REJECTED):
             raise GovernanceError(f"approval {approval_id} is {a.status.value} and cannot be "
@@ -321,6 +375,7 @@ class ApprovalService:
                     "activated_at": uow.now if first else None,
                     "due_at": to_iso(moment + timedelta(seconds=s.sla_seconds)) if first
                     else None, "escalated_at": None, "completed_at": None})
+            act.record_in(uow)
             uow.add(self._event(emit.RESET, a, uow.now, actor=actor, reason=reason,
                                 previous_status=a.status.value, round=a.round + 1))
         return self.get(approval_id)

@@ -272,8 +272,9 @@ def attested_facts(bundle: Bundle) -> dict[str, Any]:
 
 
 def write_export(landscape: Landscape, plan: ExportPlan, clearance: ExportClearance, *,
-                 oscal: bool = False) -> ExportResult:
-    """Build, prove, write and record the bundle ``clearance`` lets through; ``oscal`` adds
+                 operator: Any = None, oscal: bool = False) -> ExportResult:
+    """Build, prove, write and record the bundle ``clearance`` lets through (``operator``: the
+    ``export_action`` scope whose entry is written with the export record); ``oscal`` adds
     the OSCAL assessment-results document (SOC 2 only, GP-OSCAL-001 otherwise)."""
     if oscal and plan.kind is not ExportKind.SOC2:
         raise ConfigError(f"a {plan.kind.value} bundle has no OSCAL form",
@@ -305,7 +306,7 @@ def write_export(landscape: Landscape, plan: ExportPlan, clearance: ExportCleara
                            proofs=proofs, created_at=to_iso(landscape.clock.now()),
                            about=attested_facts(bundle))
     record_export_written(landscape, clearance, path=str(written.path),
-                          bundle_digest=written.bundle_digest)
+                          bundle_digest=written.bundle_digest, operator=operator)
     return ExportResult(export_id=clearance.export_id, approval_id=clearance.approval_id,
                         kind=plan.kind, subject=plan.subject, tenant_id=plan.tenant_id,
                         bundle=written, content_digest=digest, preview=preview_markdown(bundle))

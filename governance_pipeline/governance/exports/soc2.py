@@ -36,6 +36,7 @@ from governance_pipeline.governance.exports.soc2_controls import (
     default_risk_tier,
     runs_in,
 )
+from governance_pipeline.governance.exports.soc2_operator_controls import OPERATOR_CONTROLS
 from governance_pipeline.landscape.queries import reading
 from governance_pipeline.landscape.schema import GLOBAL_SCOPE
 from governance_pipeline.landscape.store import Landscape
@@ -81,7 +82,8 @@ def build_soc2(landscape: Landscape, period: str, *, tenant_id: str | None = Non
         subject = period if tenant_id is None else f"{period}/{tenant_id}"
         seed = seed or sampling.default_seed("soc2", subject, heads)
         ctx = CheckContext(landscape, conn, risk_tier_of, ir_hash_of)
-        controls = [_assess(ctx, control, p, sample_size, seed) for control in CONTROLS]
+        controls = [_assess(ctx, control, p, sample_size, seed)
+                    for control in (*CONTROLS, *OPERATOR_CONTROLS)]
         decided = reads.approvals_decided_in(conn, start, end, tenant_id)
     controls += [ControlResult(
         control_id=f"GP-{criterion}", criteria=[criterion], title=title,

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from governance_pipeline.contracts.enums import IncidentStatus
 from governance_pipeline.contracts.errors import ConfigError, NotFoundError
 from governance_pipeline.contracts.events import make_event
+from governance_pipeline.contracts.hashing import sha256_hex
 from governance_pipeline.contracts.records import (
     Artifact,
     Incident,
@@ -38,6 +39,12 @@ from governance_pipeline.landscape.schema import (
     policy_snapshots,
 )
 from governance_pipeline.landscape.store import Landscape
+
+from governance_pipeline.governance.operator_log import (
+    OperatorAction,
+    OperatorActionScope,
+    operator_action,
+)
 
 
 @dataclass(frozen=True)
@@ -129,8 +136,21 @@ _MOVES = {IncidentStatus.OPEN: {IncidentStatus.ACKNOWLEDGED, IncidentStatus.RESO
 
 def update_incident(landscape: Landscape, incident_id: str, *, status: IncidentStatus,
                     actor: str, note: str | None = None) -> Incident:
-    """Acknowledge or resolve an incident; recorded (and sealed) in its run's ledger."""
+    """Acknowledge or resolve an incident; recorded (and sealed) in its run's ledger, with its
+    operator-log entry in the same transaction (a refusal is logged on its own)."""
+    action = OperatorAction.INCIDENT_RESOLVE if status is IncidentStatus.RESOLVED \
+        else OperatorAction.INCIDENT_ACKNOWLEDGE
+    with operator_action(landscape, action=action, actor=actor, subject=incident_id,
+                         inputs={"incident_id": incident_id}) as act:
+        return _update_incident(act, landscape, incident_id, status=status, actor=actor,
+                                note=note)
+
+
+def _update_incident(act: OperatorActionScope, landscape: Landscape, incident_id: str, *,
+                     status: IncidentStatus, actor: str, note: str | None) -> Incident:
     current = get_incident(landscape, incident_id).incident
+    act.inputs.update(run_id=current.run_id, previous_status=current.status.value,
+                      note_sha256=sha256_hex(note.encode()) if note else None)
     if status not in _MOVES[current.status]:
         raise ConfigError(f"incident {incident_id} is {current.status.value}; it cannot become "
                           f"{status.value}", details={"incident_id": incident_id})
@@ -143,6 +163,7 @@ def update_incident(landscape: Landscape, incident_id: str, *, status: IncidentS
             values.update(resolved_at=uow.now, resolution=f"{note} (by {actor})")
         uow.update("incidents", {"incident_id": incident_id}, values,
                    expect={"status": current.status})
+        act.record_in(uow)
         uow.add(make_event(f"incident.{status.value}", scope=current.run_id, source="policy",
                            timestamp=uow.now, payload={
                                "incident_id": incident_id, "run_id": current.run_id,

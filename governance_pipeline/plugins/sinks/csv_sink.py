@@ -3,6 +3,14 @@
 Columns are the ``fields`` option or, without it, the keys of the first row the sink accepts;
 that list is stored once in the parts directory (first writer wins) so a resumed run, or another
 process, uses the very same columns. A row whose keys differ is refused by ``reject_reason``.
+
+Formula escaping (on unless ``formula_escape: false``), after OWASP's CSV-injection guidance: a
+cell whose text starts with ``=``, ``+``, ``-``, ``@``, a tab (0x09) or a carriage return (0x0D)
+is written with a single quote ``'`` in front, so a spreadsheet shows it as text instead of
+evaluating it. It applies to every *string* value and to the header; numbers written from
+numeric types (``-1.5`` as a float, int or Decimal) are numbers, not formulas, and are written
+as they are — the string ``"-1.5"`` is escaped. The node state of the sink write records the
+hash of the row as written (``as_written``), so ``explain`` shows the written and the original.
 """
 
 from __future__ import annotations
@@ -26,6 +34,16 @@ from governance_pipeline.plugins.sinks._common import key_mismatch, unfit_row
 from governance_pipeline.plugins.sinks._file_sink import FileSink
 
 _LINE_END = "\n"
+#: What a spreadsheet evaluates when a cell starts with it (OWASP "CSV injection").
+FORMULA_LEADERS = frozenset({"=", "+", "-", "@", "\t", "\r"})
+FORMULA_ESCAPE_RULE = ("string cells (and header cells) starting with = + - @ TAB or CR are "
+                       "prefixed with a single quote; numeric values are written unchanged")
+
+
+def escape_formula(text: str) -> str:
+    """``text`` as a spreadsheet shows it literally: prefixed with ``'`` when it starts with a
+    formula character."""
+    return "'" + text if text[:1] in FORMULA_LEADERS else text
 
 
 class CsvSinkOptions(BaseModel):
@@ -34,6 +52,7 @@ class CsvSinkOptions(BaseModel):
     path: str = Field(min_length=1)
     fields: list[str] | None = None
     delimiter: str = Field(default=",", min_length=1, max_length=1)
+    formula_escape: bool = True
 
     @field_validator("fields")
     @classmethod
@@ -142,6 +161,30 @@ class CsvSink(FileSink):
             assert columns is not None
         return columns
 
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "formula_escape": {
+            "enabled": self.config.formula_escape,
+            "rule": FORMULA_ESCAPE_RULE if self.config.formula_escape else "off: cells written "
+                    "as given (formula_escape: false)"}}
+
+    def as_written(self, row: Row) -> tuple[Row, list[str]] | None:
+        if not self.config.formula_escape:
+            return None
+        leaders = FORMULA_LEADERS
+        escaped = [k for k, v in row.items() if isinstance(v, str) and v[:1] in leaders]
+        if not escaped:
+            return None
+        return {k: escape_formula(v) if k in escaped else v for k, v in row.items()}, escaped
+
+    def _cells(self, values: Sequence[Any]) -> list[str]:
+        if not self.config.formula_escape:
+            return [v if type(v) is str else render(v) for v in values]
+        leaders = FORMULA_LEADERS
+        # Plain strings, the common case, are checked inline: this runs for every cell.
+        return [("'" + v if v and v[0] in leaders else v) if type(v) is str
+                else escape_formula(render(v)) if isinstance(v, str) else render(v)
+                for v in values]
+
     def reject_reason(self, row: Row) -> str | None:
         columns = self._columns_for(row)
         mismatch = key_mismatch(columns, row, self._column_set)
@@ -168,7 +211,7 @@ class CsvSink(FileSink):
                     raise unfit_row(self.sink_name, part_key, token_id,
                                     key_mismatch(columns, row, self._column_set) or "")
                 try:
-                    writer.writerow([render(row[c]) for c in columns])
+                    writer.writerow(self._cells(list(map(row.__getitem__, columns))))
                 except (TypeError, CanonicalizationError) as exc:
                     raise unfit_row(self.sink_name, part_key, token_id, str(exc)) from exc
                 count += 1
@@ -179,7 +222,7 @@ class CsvSink(FileSink):
         if columns is None:
             return b""
         buffer = io.StringIO(newline="")
-        self._writer(buffer).writerow(columns)
+        self._writer(buffer).writerow(self._cells(columns))
         return buffer.getvalue().encode("utf-8")
 
     def _assemble(self, tmp: Path, parts: Sequence[Path]) -> int:
