@@ -167,10 +167,11 @@ class ApprovalService:
         with operator_action(self.recorder, action=action, actor=actor, subject=approval_id,
                              inputs={"approval_id": approval_id, "role": role}) as act:
             return self._decide(act, approval_id, actor=actor, role=role, decision=decision,
-                                reason=reason)
+                                reason=reason, signed=signed)
 
     def _decide(self, act: OperatorActionScope, approval_id: str, *, actor: str, role: str,
-                decision: Decision, reason: str | None) -> ApprovalView:
+                decision: Decision, reason: str | None,
+                signed: SignedDecision | None) -> ApprovalView:
         view = self.get(approval_id)
         act.inputs.update(subject_hash=view.approval.subject_hash, round=view.approval.round)
         stage = self._decidable_stage(view, role)
