@@ -38,6 +38,7 @@ from governance_pipeline.contracts.errors import (
     OperationalError,
 )
 from governance_pipeline.landscape import migrate
+from governance_pipeline.landscape.anchors import upgrade_sealing_legacy
 from governance_pipeline.landscape.database import create_landscape_engine
 from governance_pipeline.landscape.keys import PRIVATE_KEY_FILE, load_or_create_signer
 from governance_pipeline.landscape.schema import GLOBAL_SCOPE
@@ -87,7 +88,7 @@ def db_upgrade(state: CliState) -> int:
         with database_errors(settings.db_url):
             engine = create_landscape_engine(settings.db_url)
             before = migrate.current_revision(engine)
-            after = migrate.upgrade(engine)
+            after = upgrade_sealing_legacy(engine, settings.keys_dir)
     finally:
         if engine is not None:
             engine.dispose()

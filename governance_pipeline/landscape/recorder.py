@@ -20,7 +20,12 @@ from sqlalchemy import Connection, Table, and_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from governance_pipeline.contracts.clock import to_iso
-from governance_pipeline.contracts.enums import Outcome, RunStatus, TerminationReason
+from governance_pipeline.contracts.enums import (
+    AnchorReason,
+    Outcome,
+    RunStatus,
+    TerminationReason,
+)
 from governance_pipeline.contracts.errors import (
     AUDIT_WRITE_FAILED,
     AuditIntegrityError,
@@ -36,7 +41,7 @@ from governance_pipeline.contracts.records import (
     TokenOutcome,
     TokenParent,
 )
-from governance_pipeline.landscape import bulk, ledger
+from governance_pipeline.landscape import anchors, bulk, ledger
 from governance_pipeline.landscape.database import write_transaction
 from governance_pipeline.landscape.schema import GLOBAL_SCOPE, LEDGERED, metadata, runs
 from governance_pipeline.landscape.store import Landscape
@@ -315,8 +320,17 @@ class Recorder:
                 items += uow._write(conn)
                 if items:
                     ledger.append_entry(conn, uow.scope, items, uow.now, encoded=encoded)
-                if seal:
-                    ledger.seal(conn, uow.scope, self.landscape.signer, uow.now)
+                if uow.scope == GLOBAL_SCOPE:
+                    # Every global commit is sealed: its tail cannot be rewritten without the key.
+                    if items or seal:
+                        ledger.seal(conn, uow.scope, self.landscape.signer, uow.now)
+                else:
+                    if seal:
+                        ledger.seal(conn, uow.scope, self.landscape.signer, uow.now)
+                    reason = (AnchorReason.SEALED if seal else
+                              AnchorReason.OPENED if "runs" in uow._rows else None)
+                    if reason is not None:
+                        self._anchor(conn, uow.scope, reason, uow.now)
         except IntegrityError as exc:
             raise AuditIntegrityError(
                 f"the database refused the audit transaction (scope {uow.scope}): {exc.orig}",
@@ -324,6 +338,21 @@ class Recorder:
         except DBAPIError as exc:
             raise OperationalError(f"audit write failed (scope {uow.scope}): {exc.orig}",
                                    code=AUDIT_WRITE_FAILED) from exc
+
+    def _anchor(self, conn: Connection, run_id: str, reason: AnchorReason, now: str) -> None:
+        """Commit the run's new head to the global chain, in the run unit's transaction.
+
+        Lock order is always run scope, then global: no global unit ever takes a run's lock.
+        """
+        ledger.lock_scope(conn, GLOBAL_SCOPE)
+        anchor = anchors.anchor_record(conn, run_id, reason, now)
+        if anchor is None:
+            return
+        unit = UnitOfWork(GLOBAL_SCOPE, now)
+        unit.add(anchor)
+        items = unit._insert_manifest() + unit._write(conn)
+        ledger.append_entry(conn, GLOBAL_SCOPE, items, now)
+        ledger.seal(conn, GLOBAL_SCOPE, self.landscape.signer, now)
 
     # -- run lifecycle ---------------------------------------------------------------------------
     def begin_run(self, *, pipeline_name: str, tenant_id: str, config: Mapping[str, Any],

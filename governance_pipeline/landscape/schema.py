@@ -391,6 +391,7 @@ from governance_pipeline.landscape.schema_governance import (  # noqa: E402
     inflection_points,
     policy_decisions,
 )
+from governance_pipeline.landscape.schema_anchors import run_anchors  # noqa: E402
 
 # --- the ledger: a hash chain per scope (a run id, or "global"), sealed by signed checkpoints ----
 ledger_entries = Table(
@@ -445,7 +446,7 @@ _RUN_SCOPED = (runs, nodes, edges, rows, tokens, token_parents, node_states, tok
                operations, calls, routing_events, batches, batch_members, artifacts, checkpoints,
                validation_errors, policy_decisions, inflection_points, incidents)
 _GLOBAL = (policy_snapshots, approvals, approval_stages, approval_decisions, approval_delegations,
-           exports)
+           exports, run_anchors)
 
 
 def _spec(table: Table, scope_column: str | None) -> LedgerSpec:

@@ -42,9 +42,11 @@ from governance_pipeline.landscape.schema import (
     ledger_seals,
     payloads,
     rows,
+    run_anchors,
     runs,
     validation_errors,
 )
+from governance_pipeline.landscape.verify_anchors import check_anchors
 from governance_pipeline.landscape.store import Landscape
 from governance_pipeline.landscape.verify_chain import (
     CHAIN,
@@ -52,6 +54,7 @@ from governance_pipeline.landscape.verify_chain import (
     RECORD,
     SEAL,
     STREAM,
+    Chain,
     Tally,
     check_chain,
     check_seals,
@@ -96,11 +99,14 @@ def verify(landscape: Landscape, run_id: str | None = None, *,
             raise NotFoundError(f"no run {run_id} in this Landscape (no run record, no ledger)",
                                 details={"run_id": run_id})
         state = Tally()
+        chains: dict[str, Chain] = {}
         for scope in scopes:
-            chain = check_chain(conn, scope, state)
+            chain = chains[scope] = check_chain(conn, scope, state)
             check_seals(conn, scope, chain, trusted, state)
             _check_records(conn, scope, chain.expected, state)
             _check_payloads(conn, scope, state, with_data=run_id is not None)
+        if run_id != GLOBAL_SCOPE:
+            check_anchors(conn, chains, state, run_id)
         if run_id is None:
             _check_unowned_records(conn, state)
             _check_all_payload_bytes(conn, state)
@@ -155,7 +161,8 @@ def _all_scopes(conn: Connection) -> list[str]:
 def _scope_exists(conn: Connection, scope: str) -> bool:
     if scope == GLOBAL_SCOPE:
         return True
-    for where in (runs.c.run_id, ledger_entries.c.scope, ledger_seals.c.scope):
+    for where in (runs.c.run_id, ledger_entries.c.scope, ledger_seals.c.scope,
+                  run_anchors.c.run_id):
         if conn.execute(select(where).where(where == scope).limit(1)).first() is not None:
             return True
     return False

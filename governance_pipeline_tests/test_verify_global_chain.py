@@ -1,0 +1,153 @@
+"""The global chain is sealed at every commit and anchors every run (both backends).
+
+Attacks a SQL client without the signing key can make on global records and on whole runs,
+each next to its untouched twin: the approval flow, and a run next to a bystander, verify clean.
+"""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from governance_pipeline.contracts.enums import Decision
+from governance_pipeline.governance.approvals.service import ApprovalService
+from governance_pipeline.landscape import ledger
+from governance_pipeline.landscape.recorder import Recorder
+from governance_pipeline.landscape.schema import (
+    GLOBAL_SCOPE,
+    approval_decisions,
+    ledger_seals,
+    run_anchors,
+)
+from governance_pipeline.landscape.store import Landscape
+from governance_pipeline.landscape.verify import VerifyReport, verify
+from governance_pipeline_tests import tamper
+from governance_pipeline_tests.approval_fixtures import REQUESTER, TENANT, catalog, subject
+from governance_pipeline_tests.synthetic import SyntheticRun, record_synthetic_run
+from governance_pipeline_tests.tamper import raw_connection
+
+
+@pytest.fixture
+def approved(landscape: Landscape) -> str:
+    """A two-stage approval, both stages decided; returns the last decision's id."""
+    service = ApprovalService(landscape, ladders=catalog())
+    approval, _ = service.request(tenant_id=TENANT, subject_type="pipeline",
+                                  subject_hash=subject(), subject_ref="p.yaml",
+                                  requested_by=REQUESTER, ladder="two_stage")
+    service.decide(approval.approval_id, actor="olga", role="data_owner",
+                   decision=Decision.APPROVE)
+    service.decide(approval.approval_id, actor="carl", role="compliance",
+                   decision=Decision.APPROVE)
+    with landscape.engine.connect() as conn:
+        return conn.execute(select(approval_decisions.c.decision_id)
+                            .order_by(approval_decisions.c.decided_at.desc(),
+                                      approval_decisions.c.decision_id.desc())).scalars().first()
+
+
+@pytest.fixture
+def run(recorder: Recorder) -> SyntheticRun:
+    return record_synthetic_run(recorder)
+
+
+@pytest.fixture
+def bystander(recorder: Recorder, run: SyntheticRun) -> SyntheticRun:
+    return record_synthetic_run(recorder, rows=7, pipeline_name="bystander")
+
+
+def named(report: VerifyReport, message: str) -> list[str]:
+    return [f"{f.check} {f.table} {f.key}" for f in report.findings if message in f.message]
+
+
+# --- A. the global chain is sealed at every commit -----------------------------------------------
+def test_every_global_commit_is_sealed(landscape: Landscape, approved: str) -> None:
+    with landscape.engine.connect() as conn:
+        head = ledger.read_head(conn, GLOBAL_SCOPE)
+        sealed = set(conn.execute(select(ledger_seals.c.seq)
+                                  .where(ledger_seals.c.scope == GLOBAL_SCOPE)).scalars())
+    assert head.seq >= 3 and sealed == set(range(1, head.seq + 1))
+    assert verify(landscape).ok
+
+
+def test_deleted_decision_with_rechained_head_is_detected(
+        landscape: Landscape, db_url: str, approved: str) -> None:
+    with raw_connection(db_url) as db:
+        first = tamper.drop_and_rechain(db, GLOBAL_SCOPE, "approval_decisions", approved)
+        last = tamper.entries(db, GLOBAL_SCOPE)[-1]["seq"]
+    report = verify(landscape)
+    # Every seal from the rewritten entry on signs a head the chain no longer has.
+    assert len(named(report, "seal does not match chain")) == last - first + 1
+    assert not any(f.check == "record" for f in report.findings)
+
+
+def test_deleted_decision_with_rechained_head_and_dropped_seals_is_detected(
+        landscape: Landscape, db_url: str, approved: str) -> None:
+    with raw_connection(db_url) as db:
+        first = tamper.drop_and_rechain(db, GLOBAL_SCOPE, "approval_decisions", approved)
+        db.execute("DELETE FROM ledger_seals WHERE scope = ? AND seq >= ?", (GLOBAL_SCOPE, first))
+        last = tamper.entries(db, GLOBAL_SCOPE)[-1]["seq"]
+    report = verify(landscape)
+    assert named(report, "unsealed tail: the global chain") == [
+        f"seal ledger_entries {tamper_key(GLOBAL_SCOPE, last)}"]
+    assert report.findings[0].extra == {"sealed_through": first - 1, "last_seq": last}
+
+
+def test_truncated_global_tail_under_its_seal_is_detected(
+        landscape: Landscape, db_url: str, approved: str) -> None:
+    with raw_connection(db_url) as db:
+        last = tamper.entries(db, GLOBAL_SCOPE)[-1]["seq"]
+        tamper.truncate_chain_to(db, GLOBAL_SCOPE, last - 1, keep_seals=True)
+    report = verify(landscape)
+    truncated = [f for f in report.findings if f.message.startswith("chain truncated")]
+    assert [(f.table, f.scope, f.extra) for f in truncated] == [
+        ("ledger_seals", GLOBAL_SCOPE, {"seq": last})]
+
+
+def tamper_key(scope: str, seq: int) -> str:
+    return f'["{scope}",{seq}]'
+
+
+# --- B. every run is anchored in the global chain ------------------------------------------------
+def test_runs_are_anchored_at_open_and_seal(landscape: Landscape, run: SyntheticRun,
+                                            bystander: SyntheticRun) -> None:
+    with landscape.engine.connect() as conn:
+        anchored = conn.execute(select(run_anchors.c.run_id, run_anchors.c.run_seq,
+                                       run_anchors.c.reason)
+                                .where(run_anchors.c.run_id == run.run_id)
+                                .order_by(run_anchors.c.run_seq)).all()
+        total = conn.execute(select(func.count()).select_from(run_anchors)).scalar_one()
+    assert [(r.run_seq, r.reason) for r in anchored] == [(1, "opened"),
+                                                         (run.ledger_entries, "sealed")]
+    assert total == 4
+    assert verify(landscape).ok and verify(landscape, run.run_id).ok
+
+
+def test_deleted_run_is_detected(landscape: Landscape, db_url: str, run: SyntheticRun,
+                                 bystander: SyntheticRun) -> None:
+    with raw_connection(db_url) as db:
+        tamper.delete_run(db, run.run_id)
+    report = verify(landscape)
+    missing = [f for f in report.findings if f.message.startswith("run missing")]
+    assert [f.scope for f in missing] == [run.run_id]
+    assert f"run {run.run_id} anchored in the global chain at seq 1" in missing[0].message
+    assert "is missing" in missing[0].message
+    assert all(f.scope == run.run_id for f in report.findings)
+    # Asked about it by id, the run is not "unknown": its anchor remains, and says so.
+    alone = verify(landscape, run.run_id)
+    assert [f.message.split(":")[0] for f in alone.findings] == ["run missing"]
+    assert verify(landscape, bystander.run_id).ok
+
+
+def test_run_truncated_below_its_anchored_head_is_detected(
+        landscape: Landscape, db_url: str, run: SyntheticRun, bystander: SyntheticRun) -> None:
+    # Back to its first entry and "running" again, the run's own chain is consistent and,
+    # running, needs no seal: only the anchor at its seal remembers how far it went.
+    with raw_connection(db_url) as db:
+        tamper.truncate_chain_to(db, run.run_id, 1)
+        db.execute("UPDATE runs SET status = 'running', termination_reason = NULL, "
+                   "ended_at = NULL WHERE run_id = ?", (run.run_id,))
+    report = verify(landscape, run.run_id)
+    assert [f"{f.table} {f.key}" for f in report.findings] == [
+        f"ledger_entries {tamper_key(run.run_id, run.ledger_entries)}"]
+    assert report.findings[0].message.startswith(f"run truncated: run {run.run_id} anchored in "
+                                                 f"the global chain at seq {run.ledger_entries}")
+    assert verify(landscape, bystander.run_id).ok
