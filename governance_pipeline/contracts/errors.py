@@ -198,6 +198,16 @@ EXPRESSION_EVAL = register(
     "row.get(\"field\", default), coalesce(...) or int()/float()/str() in the expression, or fix "
     "the input (docs/expressions.md).",
     ExitCode.INVALID_INPUT)
+EXPRESSION_PATTERN_UNSAFE = register(
+    "GP-EXPR-003", "A regular expression in an expression is refused",
+    "Patterns run on RE2 (linear time): rewrite it without backreferences (\\1) or look-arounds "
+    "((?=...), (?<=...)), at most 1,000 characters; docs/expressions.md#matches shows the syntax.",
+    ExitCode.INVALID_INPUT)
+EXPRESSION_TOO_LARGE = register(
+    "GP-EXPR-004", "An expression would build a value beyond the language's size caps",
+    "Integers are capped at 2**53 in magnitude (what RFC 8785 hashing represents exactly) and "
+    "strings/lists at 1,000,000 items: compute smaller values, or keep big numbers as text.",
+    ExitCode.INVALID_INPUT)
 TRANSFORM_OPTIONS_INVALID = register(
     "GP-TRANSFORM-001", "Invalid transform options",
     "Correct the option named in the message; docs/expressions.md#built-in-transforms lists the "
