@@ -64,6 +64,25 @@ CANONICAL_VALUE = register(
     "Only JSON values can be hashed: replace NaN/Infinity with null or a string, keep integers "
     "within ±2^53, and use string keys.",
     ExitCode.INVALID_INPUT)
+YAML_DUPLICATE_KEY = register(
+    "GP-YAML-001", "A YAML mapping holds the same key twice",
+    "Remove or rename one of the two keys at the lines shown: YAML would silently keep only the "
+    "last one, so what a reviewer reads first would not be what runs.",
+    ExitCode.INVALID_INPUT)
+YAML_ALIASES = register(
+    "GP-YAML-002", "A YAML document uses too many aliases, or aliases that expand too far",
+    "Write the repeated values out, or use fewer anchors/aliases (`&name` / `*name`): at most "
+    "1,000 aliases and 200,000 values once expanded; an alias may not contain itself.",
+    ExitCode.INVALID_INPUT)
+YAML_TOO_DEEP = register(
+    "GP-YAML-003", "A YAML document is nested too deeply",
+    "Flatten the structure at the line shown: mappings and lists nest at most 64 levels.",
+    ExitCode.INVALID_INPUT)
+YAML_TOO_LARGE = register(
+    "GP-YAML-004", "A YAML document is too large",
+    "Configuration files are read whole and must stay under 2,000,000 characters: move data out "
+    "of the YAML (e.g. into a lookup file).",
+    ExitCode.INVALID_INPUT)
 NOT_FOUND = register(
     "GP-INPUT-001", "Not found",
     "Check the identifier; `governance-pipeline runs` lists the runs in this Landscape.",

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from governance_pipeline.contracts.safe_yaml import load_yaml
 from governance_pipeline.contracts.errors import ConfigError, ExitCode, register
 
 LADDERS_ENV = "GOVERNANCE_LADDERS_FILE"
@@ -131,7 +132,7 @@ def load_ladders(path: Path | None = None,
     ladders = dict(BUILTIN_LADDERS)
     if path is not None:
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = load_yaml(path.read_text(encoding="utf-8"), source=str(path))
         except OSError as exc:
             raise ConfigError(f"cannot read approval ladders file {path}: {exc}",
                               code=LADDERS_INVALID) from exc
