@@ -250,7 +250,7 @@ class Compiler:
                 raise fail(str(exc)) from None
             if type(result) is float and not math.isfinite(result):
                 raise fail(f"'{symbol}': result is not a finite number")
-            if type(result) is int and not -_SAFE <= result <= _SAFE:
+            if type(result) is int and not -_SAFE < result < _SAFE:
                 raise fail(f"'{symbol}': {_too_big(result)}", EXPRESSION_TOO_LARGE)
             return result
         return binop
@@ -440,7 +440,7 @@ def _call(name: str, impl: Callable[..., Any], args: list[Fn],
             raise fail(str(exc)) from None
         except (TypeError, ValueError, OverflowError) as exc:
             raise fail(f"{name}() failed: {exc}") from None
-        if type(result) is int and not -_SAFE <= result <= _SAFE:
+        if type(result) is int and not -_SAFE < result < _SAFE:
             raise fail(f"{name}(): {_too_big(result)}", EXPRESSION_TOO_LARGE)
         return result
     return call

@@ -19,7 +19,7 @@ from governance_pipeline.engine.user_patterns import UnsafePatternError, compile
 MAX_SEQUENCE_LENGTH = 1_000_000
 #: Largest integer ``*`` may build, in bits (a 4,000-character expression stays far below it).
 MAX_INT_BITS = 8192
-#: Largest integer magnitude a result may have: what RFC 8785 / I-JSON represents exactly.
+#: Integers must stay strictly within ±MAX_SAFE_INT: what RFC 8785 / I-JSON represents exactly.
 MAX_SAFE_INT = 2**53
 #: ``matches`` looks at this many leading characters only, bounding the cost of every search.
 MATCH_WINDOW = 10_000
@@ -32,7 +32,7 @@ class FunctionError(Exception):
 
 
 class SizeLimitError(FunctionError):
-    """A result would exceed a size cap (GP-EXPR-004): too long, or an integer beyond 2**53."""
+    """A result would exceed a size cap (GP-EXPR-004): too long, or an integer beyond ±(2**53 - 1)."""
 
 
 class PatternError(ValueError):
@@ -84,8 +84,8 @@ def match_compiled(text: Any, compiled: Any) -> bool:
 
 def check_int(value: Any) -> Any:
     """``value``, unless it is an integer RFC 8785 (I-JSON) cannot hash exactly."""
-    if type(value) is int and not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
-        raise SizeLimitError(f"integer {_short(value, 24)} is beyond ±2**53, which "
+    if type(value) is int and not -MAX_SAFE_INT < value < MAX_SAFE_INT:
+        raise SizeLimitError(f"integer {_short(value, 24)} is beyond ±(2**53 - 1), which "
                              "canonical (RFC 8785) hashing cannot represent exactly")
     return value
 

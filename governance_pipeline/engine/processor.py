@@ -12,7 +12,7 @@ from collections import defaultdict
 from typing import Any
 
 from governance_pipeline.contracts.enums import NodeStateStatus, Outcome, RoutingMode
-from governance_pipeline.contracts.errors import GovernanceError
+from governance_pipeline.contracts.errors import CanonicalizationError, GovernanceError
 from governance_pipeline.contracts.records import ValidationErrorRecord
 from governance_pipeline.engine import aggregation, coalesce, policy_check
 from governance_pipeline.engine.config import (
@@ -163,8 +163,16 @@ class ChunkProcessor:
                 result = TransformResult.fail(exc.code.code, exc.message)
             except Exception as exc:  # a plugin bug: the state is closed as failed, never left open
                 result = TransformResult.fail("plugin_exception", f"{type(exc).__name__}: {exc}")
+            out_hash = work.row_hash
+            if result.row is not None and result.row is not work.row:
+                # A plugin's output that cannot be hashed (an integer beyond ±(2**53 - 1), NaN,
+                # a key that is not text) fails this row, not the run.
+                try:
+                    out_hash = trail.hash_row(result.row)
+                except CanonicalizationError as exc:
+                    result = TransformResult.fail(exc.code.code, "the output row cannot be "
+                                                  f"hashed: {exc.message}")
             if result.row is not None:
-                out_hash = work.row_hash if result.row is work.row else trail.hash_row(result.row)
                 state = trail.state(work, node.id, NodeStateStatus.COMPLETED,
                                     output_hash=out_hash, duration_ms=_ms(start))
                 trail.calls(state, tctx.calls)
