@@ -65,6 +65,11 @@ class RawDB:
         assert found is not None, f"no {table} row where {where} {params}"
         return dict(zip(names, found, strict=True))
 
+    def rows(self, table: str) -> list[dict[str, Any]]:
+        cur = self._cursor(f"SELECT * FROM {table}", ())
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, found, strict=True)) for found in cur.fetchall()]
+
     def drop_constraints(self, table: str, nullable: tuple[str, ...] = ()) -> None:
         """Remove the CHECKs of ``table`` and the NOT NULL of ``nullable`` columns."""
         if self.dialect == "sqlite":
@@ -251,3 +256,13 @@ def delete_run(db: RawDB, run_id: str) -> None:
             db.execute(f"DELETE FROM {spec.name} WHERE {spec.scope_column} = ?", (run_id,))
     db.execute("DELETE FROM ledger_entries WHERE scope = ?", (run_id,))
     db.execute("DELETE FROM ledger_seals WHERE scope = ?", (run_id,))
+
+
+def restore_row(db: RawDB, table: str, row: dict[str, Any]) -> None:
+    """Put every column of one record back to ``row`` (as read earlier with ``RawDB.rows``)."""
+    spec = LEDGERED[table]
+    keys = spec.key_columns
+    columns = [c for c in row if c not in keys]
+    db.execute(f"UPDATE {table} SET " + ", ".join(f"{c} = ?" for c in columns) + " WHERE "
+               + " AND ".join(f"{k} = ?" for k in keys),
+               [row[c] for c in columns] + [row[k] for k in keys])

@@ -6,16 +6,22 @@ each next to its untouched twin: the approval flow, and a run next to a bystande
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
+from pathlib import Path
+
 import pytest
 from sqlalchemy import func, select
 
 from governance_pipeline.contracts.enums import Decision
 from governance_pipeline.governance.approvals.service import ApprovalService
-from governance_pipeline.landscape import ledger
+from governance_pipeline.landscape import ledger, witness
+from governance_pipeline.landscape.keys import PRIVATE_KEY_FILE
 from governance_pipeline.landscape.recorder import Recorder
 from governance_pipeline.landscape.schema import (
     GLOBAL_SCOPE,
     approval_decisions,
+    ledger_entries,
     ledger_seals,
     run_anchors,
 )
@@ -151,3 +157,70 @@ def test_run_truncated_below_its_anchored_head_is_detected(
     assert report.findings[0].message.startswith(f"run truncated: run {run.run_id} anchored in "
                                                  f"the global chain at seq {run.ledger_entries}")
     assert verify(landscape, bystander.run_id).ok
+
+
+# --- A. a clean truncation of the global tail: only the witness beside the key remembers ---------
+@pytest.fixture
+def decided(landscape: Landscape, db_url: str) -> dict[str, list[dict[str, object]]]:
+    """A two-stage approval decided twice; returns the approval tables as they were before the
+    second decision (the last global commit), for the attacker to restore."""
+    service = ApprovalService(landscape, ladders=catalog())
+    approval, _ = service.request(tenant_id=TENANT, subject_type="pipeline",
+                                  subject_hash=subject(), subject_ref="p.yaml",
+                                  requested_by=REQUESTER, ladder="two_stage")
+    service.decide(approval.approval_id, actor="olga", role="data_owner",
+                   decision=Decision.APPROVE)
+    with raw_connection(db_url) as db:
+        before = {table: db.rows(table) for table in ("approvals", "approval_stages")}
+    service.decide(approval.approval_id, actor="carl", role="compliance",
+                   decision=Decision.APPROVE)
+    return before
+
+
+def cut_last_decision(db: tamper.RawDB, before: dict[str, list[dict[str, object]]]) -> int:
+    """Remove the last global commit with its seal, and put back what it updated; returns the
+    seq that was cut."""
+    last = tamper.entries(db, GLOBAL_SCOPE)[-1]["seq"]
+    tamper.truncate_chain_to(db, GLOBAL_SCOPE, last - 1)
+    for table, rows in before.items():
+        for row in rows:
+            tamper.restore_row(db, table, row)
+    return int(last)
+
+
+def test_clean_truncation_of_the_global_tail_is_detected_by_the_witness(
+        landscape: Landscape, db_url: str, decided: dict[str, list[dict[str, object]]]) -> None:
+    with raw_connection(db_url) as db:
+        last = cut_last_decision(db, decided)
+    report = verify(landscape)
+    assert [f"{f.check} {f.key}" for f in report.findings] == [
+        f"chain {tamper_key(GLOBAL_SCOPE, last)}"]
+    assert report.findings[0].message.startswith(
+        f"global chain truncated: the head witness (global_head.json beside the signing key) "
+        f"recorded seq {last}, the chain now ends at seq {last - 1}")
+
+
+def test_without_the_witness_a_clean_truncation_verifies(
+        landscape: Landscape, db_url: str, decided: dict[str, list[dict[str, object]]],
+        tmp_path: Path) -> None:
+    # What the witness adds, shown by its absence: the same cut, verified from a home that never
+    # saw this database (another host, the key copied without global_head.json), passes.
+    with raw_connection(db_url) as db:
+        cut_last_decision(db, decided)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(landscape.keys_dir / PRIVATE_KEY_FILE, elsewhere / PRIVATE_KEY_FILE)
+    assert verify(dataclasses.replace(landscape, keys_dir=elsewhere)).ok
+
+
+def test_the_witness_follows_every_global_commit(landscape: Landscape, approved: str,
+                                                 run: SyntheticRun) -> None:
+    with landscape.engine.connect() as conn:
+        head = ledger.read_head(conn, GLOBAL_SCOPE)
+        first = conn.execute(select(ledger_entries.c.entry_hash).where(
+            ledger_entries.c.scope == GLOBAL_SCOPE, ledger_entries.c.seq == 1)).scalar_one()
+    seen = witness.snapshot(landscape.keys_dir)
+    assert seen == {first: witness.WitnessedHead(head.seq, head.entry_hash)}
+    # It never moves back: an older head recorded late (a slower committer) is ignored.
+    witness.record(landscape.keys_dir, first, 1, "0" * 64)
+    assert witness.snapshot(landscape.keys_dir) == seen

@@ -17,10 +17,15 @@ from governance_pipeline.contracts.anchor_records import RunAnchor
 from governance_pipeline.contracts.clock import SYSTEM_CLOCK, to_iso
 from governance_pipeline.contracts.enums import AnchorReason
 from governance_pipeline.contracts.ids import new_id
-from governance_pipeline.landscape import ledger, migrate
+from governance_pipeline.landscape import ledger, migrate, witness
 from governance_pipeline.landscape.database import write_transaction
 from governance_pipeline.landscape.keys import Signer, load_or_create_signer
-from governance_pipeline.landscape.schema import GLOBAL_SCOPE, ledger_seals, run_anchors
+from governance_pipeline.landscape.schema import (
+    GLOBAL_SCOPE,
+    ledger_entries,
+    ledger_seals,
+    run_anchors,
+)
 
 
 def anchor_record(conn: Connection, run_id: str, reason: AnchorReason,
@@ -38,6 +43,15 @@ def anchor_record(conn: Connection, run_id: str, reason: AnchorReason,
     return RunAnchor(new_id("anc_"), run_id, head.seq, head.entry_hash, reason, now)
 
 
+def global_chain_id(conn: Connection, head: ledger.ChainHead) -> str:
+    """The global chain's identity for the witness: the hash of its first entry."""
+    if head.seq == 1:
+        return head.entry_hash
+    first = conn.execute(select(ledger_entries.c.entry_hash).where(
+        ledger_entries.c.scope == GLOBAL_SCOPE, ledger_entries.c.seq == 1)).scalar()
+    return str(first)
+
+
 def global_sealed_through(conn: Connection) -> int:
     return conn.execute(select(ledger_seals.c.seq).where(ledger_seals.c.scope == GLOBAL_SCOPE)
                         .order_by(ledger_seals.c.seq.desc()).limit(1)).scalar() or 0
@@ -51,13 +65,17 @@ def upgrade_sealing_legacy(engine: Engine, keys_dir: Path) -> str:
               and not inspect(engine).has_table(run_anchors.name))
     after = migrate.upgrade(engine)
     if legacy:
-        seal_global_head(engine, load_or_create_signer(keys_dir))
+        seal_global_head(engine, load_or_create_signer(keys_dir), keys_dir)
     return after
 
 
-def seal_global_head(engine: Engine, signer: Signer) -> None:
+def seal_global_head(engine: Engine, signer: Signer, keys_dir: Path) -> None:
     with write_transaction(engine) as conn:
         ledger.lock_scope(conn, GLOBAL_SCOPE)
         head = ledger.read_head(conn, GLOBAL_SCOPE)
-        if head.seq and global_sealed_through(conn) < head.seq:
+        if head.seq == 0:
+            return
+        if global_sealed_through(conn) < head.seq:
             ledger.seal(conn, GLOBAL_SCOPE, signer, to_iso(SYSTEM_CLOCK.now()))
+        chain_id = global_chain_id(conn, head)
+    witness.record(keys_dir, chain_id, head.seq, head.entry_hash)

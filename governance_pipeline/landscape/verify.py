@@ -31,7 +31,7 @@ from governance_pipeline.contracts.errors import (
     Finding,
     NotFoundError,
 )
-from governance_pipeline.landscape import ledger
+from governance_pipeline.landscape import ledger, witness
 from governance_pipeline.landscape.database import SQLITE_BUSY_TIMEOUT_MS
 from governance_pipeline.landscape.keys import PublicKey
 from governance_pipeline.landscape.schema import (
@@ -46,7 +46,7 @@ from governance_pipeline.landscape.schema import (
     runs,
     validation_errors,
 )
-from governance_pipeline.landscape.verify_anchors import check_anchors
+from governance_pipeline.landscape.verify_anchors import check_anchors, check_witness
 from governance_pipeline.landscape.store import Landscape
 from governance_pipeline.landscape.verify_chain import (
     CHAIN,
@@ -93,6 +93,7 @@ def verify(landscape: Landscape, run_id: str | None = None, *,
     Raises ``NotFoundError`` when ``run_id`` leaves no trace at all in the database.
     """
     trusted = public_key or landscape.signer.public
+    witnessed = witness.snapshot(landscape.keys_dir)  # before the snapshot: it may only lag it
     with _read_snapshot(landscape.engine) as conn:
         scopes = _all_scopes(conn) if run_id is None else [run_id]
         if run_id is not None and not _scope_exists(conn, run_id):
@@ -103,6 +104,8 @@ def verify(landscape: Landscape, run_id: str | None = None, *,
         for scope in scopes:
             chain = chains[scope] = check_chain(conn, scope, state)
             check_seals(conn, scope, chain, trusted, state)
+            if scope == GLOBAL_SCOPE:
+                check_witness(chain, witnessed, state)
             _check_records(conn, scope, chain.expected, state)
             _check_payloads(conn, scope, state, with_data=run_id is not None)
         if run_id != GLOBAL_SCOPE:
