@@ -31,6 +31,8 @@ from governance_pipeline_tests import tamper
 from governance_pipeline_tests.approval_fixtures import REQUESTER, TENANT, catalog, subject
 from governance_pipeline_tests.synthetic import SyntheticRun, record_synthetic_run
 from governance_pipeline_tests.tamper import raw_connection
+from governance_pipeline_tests.test_cli import demo
+from governance_pipeline_tests.test_cli import run as cli_run
 
 
 @pytest.fixture
@@ -224,3 +226,25 @@ def test_the_witness_follows_every_global_commit(landscape: Landscape, approved:
     # It never moves back: an older head recorded late (a slower committer) is ignored.
     witness.record(landscape.keys_dir, first, 1, "0" * 64)
     assert witness.snapshot(landscape.keys_dir) == seen
+
+
+# --- the command line: exit 5 naming the finding ---------------------------------------------------
+def test_verify_exits_5_naming_a_deleted_run_and_0_untouched(db_url: str,
+                                                              tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    kept, gone = cli_demo(home, db_url), cli_demo(home, db_url)
+    clean = cli_run(home, "verify", "--json", db_url=db_url)
+    assert clean.code == 0, clean.err + clean.out
+    with raw_connection(db_url) as db:
+        tamper.delete_run(db, gone)
+    human = cli_run(home, "verify", db_url=db_url)
+    assert human.code == 5, human.err + human.out
+    assert f"run missing: run {gone} anchored in the global chain at seq 1" in human.out
+    assert "GP-AUDIT-003" in human.err
+    alone = cli_run(home, "verify", gone, "--json", db_url=db_url)
+    assert alone.code == 5 and alone.json()["findings"][0]["code"] == "GP-AUDIT-003"
+    assert cli_run(home, "verify", kept, db_url=db_url).code == 0
+
+
+def cli_demo(home: Path, db_url: str) -> str:
+    return str(demo(home, db_url)["run_id"])

@@ -35,6 +35,7 @@ from governance_pipeline.contracts.errors import (
     FILE_IO_FAILED,
     SWEEP_FINDINGS,
     GovernanceError,
+    NotFoundError,
     OperationalError,
 )
 from governance_pipeline.landscape import migrate
@@ -122,7 +123,12 @@ def verify_cmd(state: CliState, run_id: str | None, public_key_path: Path | None
     key = read_public_key(public_key_path, "--public-key") if public_key_path else None
     with open_landscape(state.settings()) as landscape:
         report = verify(landscape, run_id, public_key=key)
-        swept = None if run_id == GLOBAL_SCOPE else sweep(landscape, run_id)
+        try:
+            swept = None if run_id == GLOBAL_SCOPE else sweep(landscape, run_id)
+        except NotFoundError:
+            if report.ok:
+                raise
+            swept = None  # a deleted run: only its anchor is left, and verify's findings say so
     doc = report.as_dict()
     findings = list(report.findings)
     summary = (f"verify: {len(report.scopes)} scope(s), {report.entries_checked} ledger entries, "
