@@ -15,7 +15,9 @@ from sqlalchemy import func, select
 
 from governance_pipeline.contracts.enums import Decision
 from governance_pipeline.governance.approvals.service import ApprovalService
-from governance_pipeline.landscape import ledger, witness
+from governance_pipeline.contracts.records import PolicySnapshotRecord
+from governance_pipeline.landscape import ledger, migrate, witness
+from governance_pipeline.landscape.database import create_landscape_engine
 from governance_pipeline.landscape.keys import PRIVATE_KEY_FILE
 from governance_pipeline.landscape.recorder import Recorder
 from governance_pipeline.landscape.schema import (
@@ -33,6 +35,7 @@ from governance_pipeline_tests.synthetic import SyntheticRun, record_synthetic_r
 from governance_pipeline_tests.tamper import raw_connection
 from governance_pipeline_tests.test_cli import demo
 from governance_pipeline_tests.test_cli import run as cli_run
+from governance_pipeline_tests.test_migrations import empty_db_url as empty_db_url
 
 
 @pytest.fixture
@@ -248,3 +251,43 @@ def test_verify_exits_5_naming_a_deleted_run_and_0_untouched(db_url: str,
 
 def cli_demo(home: Path, db_url: str) -> str:
     return str(demo(home, db_url)["run_id"])
+
+
+# --- a database from before per-commit sealing ------------------------------------------------------
+def legacy_global_tail(url: str, keys: Path) -> None:
+    """A revision-0002 database whose global chain ends in entries no seal covers, as the code
+    of that revision left it (sealed only at export)."""
+    engine = create_landscape_engine(url)
+    migrate.upgrade(engine, "0002")
+    engine.dispose()
+    landscape = Landscape(create_landscape_engine(url), keys)
+    with Recorder(landscape).unit(GLOBAL_SCOPE) as uow:
+        uow.add(PolicySnapshotRecord("ps_old", "t", "c" * 64, "v1", "[]", 0, uow.now))
+    with raw_connection(url) as db:
+        db.execute("DELETE FROM ledger_seals")
+    landscape.dispose()
+
+
+def test_upgrading_a_legacy_database_seals_its_global_tail_once(empty_db_url: str,
+                                                                tmp_path: Path) -> None:
+    legacy_global_tail(empty_db_url, tmp_path / "keys")
+    landscape = Landscape.open(empty_db_url, tmp_path / "keys")
+    try:
+        assert verify(landscape).ok
+    finally:
+        landscape.dispose()
+
+
+def test_a_database_at_head_is_not_resealed_on_open(empty_db_url: str, tmp_path: Path) -> None:
+    # The twin: the same unsealed tail in a database already at head is a finding, and opening it
+    # again does not bless it.
+    legacy_global_tail(empty_db_url, tmp_path / "keys")
+    Landscape.open(empty_db_url, tmp_path / "keys").dispose()
+    with raw_connection(empty_db_url) as db:
+        db.execute("DELETE FROM ledger_seals")
+    landscape = Landscape.open(empty_db_url, tmp_path / "keys")
+    try:
+        assert named(verify(landscape), "unsealed tail: the global chain") == [
+            f"seal ledger_entries {tamper_key(GLOBAL_SCOPE, 1)}"]
+    finally:
+        landscape.dispose()
