@@ -236,7 +236,7 @@ class Compiler:
         def binop(row: Mapping[str, Any], variables: Mapping[str, Any]) -> Any:
             a, b = left(row, variables), right(row, variables)
             try:
-                result = apply(a, b)
+                result = lib.check_int(apply(a, b))
             except TypeError:
                 raise fail(f"'{symbol}' not supported between {lib.type_name(a)} and "
                            f"{lib.type_name(b)}") from None
@@ -245,13 +245,11 @@ class Compiler:
             except OverflowError:
                 raise fail(f"arithmetic overflow in '{symbol}'") from None
             except lib.SizeLimitError as exc:
-                raise fail(f"'{symbol}': {exc}", EXPRESSION_TOO_LARGE) from None
+                raise fail(str(exc), EXPRESSION_TOO_LARGE) from None
             except lib.FunctionError as exc:
                 raise fail(str(exc)) from None
             if type(result) is float and not math.isfinite(result):
                 raise fail(f"'{symbol}': result is not a finite number")
-            if type(result) is int and not -_SAFE < result < _SAFE:
-                raise fail(f"'{symbol}': {_too_big(result)}", EXPRESSION_TOO_LARGE)
             return result
         return binop
 
@@ -433,25 +431,11 @@ def _call(name: str, impl: Callable[..., Any], args: list[Fn],
     def call(row: Mapping[str, Any], variables: Mapping[str, Any]) -> Any:
         values = [a(row, variables) for a in args]
         try:
-            result = impl(*values)
+            return lib.check_int(impl(*values))
         except lib.SizeLimitError as exc:
-            raise fail(str(exc), EXPRESSION_TOO_LARGE) from None
+            raise fail(f"{name}(): {exc}", EXPRESSION_TOO_LARGE) from None
         except lib.FunctionError as exc:
             raise fail(str(exc)) from None
         except (TypeError, ValueError, OverflowError) as exc:
             raise fail(f"{name}() failed: {exc}") from None
-        if type(result) is int and not -_SAFE < result < _SAFE:
-            raise fail(f"{name}(): {_too_big(result)}", EXPRESSION_TOO_LARGE)
-        return result
     return call
-
-
-_SAFE = lib.MAX_SAFE_INT
-
-
-def _too_big(value: int) -> str:
-    try:
-        lib.check_int(value)
-    except lib.SizeLimitError as exc:
-        return str(exc)
-    return ""
