@@ -324,12 +324,12 @@ class Recorder:
                 if uow.scope == GLOBAL_SCOPE:
                     # Every global commit is sealed: its tail cannot be rewritten without the key.
                     if items or seal:
-                        ledger.seal(conn, uow.scope, self.landscape.signer, uow.now)
+                        ledger.seal(conn, uow.scope, self.landscape.signer, uow.now, head=head)
                     if head is not None:
                         global_head = (anchors.global_chain_id(conn, head), head)
                 else:
                     if seal:
-                        ledger.seal(conn, uow.scope, self.landscape.signer, uow.now)
+                        ledger.seal(conn, uow.scope, self.landscape.signer, uow.now, head=head)
                     reason = (AnchorReason.SEALED if seal else
                               AnchorReason.OPENED if "runs" in uow._rows else None)
                     if reason is not None:
@@ -360,7 +360,7 @@ class Recorder:
         unit.add(anchor)
         items = unit._insert_manifest() + unit._write(conn)
         head = ledger.append_entry(conn, GLOBAL_SCOPE, items, now)
-        ledger.seal(conn, GLOBAL_SCOPE, self.landscape.signer, now)
+        ledger.seal(conn, GLOBAL_SCOPE, self.landscape.signer, now, head=head)
         return anchors.global_chain_id(conn, head), head
 
     # -- run lifecycle ---------------------------------------------------------------------------
