@@ -5,10 +5,11 @@
 
 Times ``ApprovalService.decide`` over ``--decisions`` decisions (requests of a one-stage,
 one-approver ladder, so every decision is one global commit that also completes the request),
-twice against fresh databases: ``sealed`` is the code as built (a seal in the same transaction as
+against two fresh databases: ``sealed`` is the code as built (a seal in the same transaction as
 each global commit, plus the head witness file update); ``unsealed`` replaces the recorder's
 ``ledger.seal`` and ``witness.record`` with no-ops, which is what a global commit cost before.
-Requests are made before the clock starts; only the decisions are timed.
+Requests are made before the clock starts; only the decisions are timed, the two modes taking
+turns of ``--batch`` decisions so that the other load on the machine weighs on both alike.
 """
 
 from __future__ import annotations
@@ -75,36 +76,47 @@ def database(base_url: str | None, work: Path, name: str) -> Iterator[str]:
         admin.dispose()
 
 
-def time_decisions(url: str, keys: Path, decisions: int) -> float:
+def prepared(url: str, keys: Path, decisions: int) -> tuple[Landscape, ApprovalService, list[str]]:
     landscape = Landscape.open(url, keys)
     service = ApprovalService(landscape, ladders=LADDERS)
     ids = [service.request(tenant_id="t", subject_type="pipeline",
                            subject_hash="sha256:" + stable_hash({"n": i}), subject_ref="p.yaml",
                            requested_by="rita", ladder="one")[0].approval_id
            for i in range(decisions)]
+    return landscape, service, ids
+
+
+def decide(service: ApprovalService, ids: list[str]) -> float:
     started = time.perf_counter()
     for approval_id in ids:
         service.decide(approval_id, actor="olga", role="owner", decision=Decision.APPROVE)
-    elapsed = time.perf_counter() - started
-    landscape.dispose()
-    return elapsed
+    return time.perf_counter() - started
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--decisions", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=20,
+                        help="decisions per turn; the two modes take turns, so a change of "
+                             "machine load hits both alike")
     parser.add_argument("--db-url", default=None, help="PostgreSQL server (default: SQLite)")
     args = parser.parse_args()
-    results: dict[str, float] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        for mode in ("unsealed", "sealed"):
-            with database(args.db_url, work, mode) as url:
+    results = {"unsealed": 0.0, "sealed": 0.0}
+    with tempfile.TemporaryDirectory() as tmp, \
+            database(args.db_url, Path(tmp), "unsealed") as url_u, \
+            database(args.db_url, Path(tmp), "sealed") as url_s:
+        modes = {"unsealed": prepared(url_u, Path(tmp) / "keys_u", args.decisions),
+                 "sealed": prepared(url_s, Path(tmp) / "keys_s", args.decisions)}
+        for start in range(0, args.decisions, args.batch):
+            for mode, (_, service, ids) in modes.items():
+                turn = ids[start:start + args.batch]
                 if mode == "unsealed":
                     with unsealed():
-                        results[mode] = time_decisions(url, work / "keys", args.decisions)
+                        results[mode] += decide(service, turn)
                 else:
-                    results[mode] = time_decisions(url, work / "keys", args.decisions)
+                    results[mode] += decide(service, turn)
+        for landscape, _, _ in modes.values():
+            landscape.dispose()
     per = {m: results[m] / args.decisions * 1000 for m in results}
     print(json.dumps({
         "backend": "postgresql" if args.db_url else "sqlite", "decisions": args.decisions,
