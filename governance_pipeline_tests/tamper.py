@@ -65,6 +65,11 @@ class RawDB:
         assert found is not None, f"no {table} row where {where} {params}"
         return dict(zip(names, found, strict=True))
 
+    def rows(self, table: str) -> list[dict[str, Any]]:
+        cur = self._cursor(f"SELECT * FROM {table}", ())
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, found, strict=True)) for found in cur.fetchall()]
+
     def drop_constraints(self, table: str, nullable: tuple[str, ...] = ()) -> None:
         """Remove the CHECKs of ``table`` and the NOT NULL of ``nullable`` columns."""
         if self.dialect == "sqlite":
@@ -188,3 +193,76 @@ def reseal(db: RawDB, scope: str, signer: Signer, *, claim_key_id: str | None = 
                "WHERE seal_id = ?",
                (head["seq"], head["entry_hash"], key_id, signer.sign(message), seal_id))
     return seal_id
+
+
+def manifest_keys(entry: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(t, k) for t, k, _ in ledger.decode_manifest(bytes(entry["manifest"]))[0]}
+
+
+def delete_record(db: RawDB, table: str, key: str) -> None:
+    spec = LEDGERED[table]
+    where = " AND ".join(f"{c} = ?" for c in spec.key_columns)
+    values = (key,) if len(spec.key_columns) == 1 else tuple(orjson.loads(key))
+    db.execute(f"DELETE FROM {table} WHERE {where}", values)
+
+
+def drop_and_rechain(db: RawDB, scope: str, table: str, key: str) -> int:
+    """Delete one record and make the chain of ``scope`` never have committed it.
+
+    The record's item is removed from every manifest naming it, and the digest and hash of that
+    entry and every later one recomputed (the head is "re-set"), as an attacker without the
+    signing key can. Seals are left alone. Returns the first rewritten seq.
+    """
+    delete_record(db, table, key)
+    chain = entries(db, scope)
+    first = min(e["seq"] for e in chain if (table, key) in manifest_keys(e))
+    prev = ledger.GENESIS_HASH
+    for entry in chain:
+        if entry["seq"] >= first:
+            items, _ = ledger.decode_manifest(bytes(entry["manifest"]))
+            kept = [i for i in items if (i[0], i[1]) != (table, key)]
+            blob, digest = ledger.encode_manifest(kept)
+            entry.update(manifest=blob, records_digest=digest, record_count=len(kept),
+                         prev_hash=prev)
+            entry["entry_hash"] = ledger.entry_hash(
+                scope=scope, seq=entry["seq"], prev_hash=prev, records_digest=digest,
+                record_count=len(kept), created_at=entry["created_at"])
+            db.execute("UPDATE ledger_entries SET prev_hash = ?, records_digest = ?, "
+                       "record_count = ?, manifest = ?, entry_hash = ? WHERE scope = ? "
+                       "AND seq = ?", (prev, digest, len(kept), blob, entry["entry_hash"],
+                                       scope, entry["seq"]))
+        prev = entry["entry_hash"]
+    return first
+
+
+def truncate_chain_to(db: RawDB, scope: str, seq: int, *, keep_seals: bool = False) -> None:
+    """Cut the chain of ``scope`` back to ``seq``: later entries, the records only they
+    committed and (unless ``keep_seals``) the seals over them are deleted."""
+    chain = entries(db, scope)
+    kept = set().union(*(manifest_keys(e) for e in chain if e["seq"] <= seq))
+    for entry in chain:
+        if entry["seq"] > seq:
+            for table, key in manifest_keys(entry) - kept:
+                delete_record(db, table, key)
+    db.execute("DELETE FROM ledger_entries WHERE scope = ? AND seq > ?", (scope, seq))
+    if not keep_seals:
+        db.execute("DELETE FROM ledger_seals WHERE scope = ? AND seq > ?", (scope, seq))
+
+
+def delete_run(db: RawDB, run_id: str) -> None:
+    """Every trace of a run: its rows in every run-scoped table, its chain and its seals."""
+    for spec in LEDGERED.values():
+        if spec.scope_column is not None:
+            db.execute(f"DELETE FROM {spec.name} WHERE {spec.scope_column} = ?", (run_id,))
+    db.execute("DELETE FROM ledger_entries WHERE scope = ?", (run_id,))
+    db.execute("DELETE FROM ledger_seals WHERE scope = ?", (run_id,))
+
+
+def restore_row(db: RawDB, table: str, row: dict[str, Any]) -> None:
+    """Put every column of one record back to ``row`` (as read earlier with ``RawDB.rows``)."""
+    spec = LEDGERED[table]
+    keys = spec.key_columns
+    columns = [c for c in row if c not in keys]
+    db.execute(f"UPDATE {table} SET " + ", ".join(f"{c} = ?" for c in columns) + " WHERE "
+               + " AND ".join(f"{k} = ?" for k in keys),
+               [row[c] for c in columns] + [row[k] for k in keys])

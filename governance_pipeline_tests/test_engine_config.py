@@ -498,6 +498,9 @@ CLI_CASES = {
                "nodes[0].plugin: unknown transform plugin 'mapper' (available: "),
     "expression": (_set("nodes.1.routes.1.when", "amount >=  >= 100"), "GP-EXPR-001",
                    "nodes[1].routes[1].when: expression error at 1:12"),
+    "backreference": (_set("nodes.1.routes.1.when", "matches(str(amount), '(1)\\\\1')"),
+                      "GP-EXPR-003", "nodes[1].routes[1].when: expression error at 1:22: "
+                      "matches(): invalid escape sequence: \\1"),
     "wiring": (WIRING_CASES["two consumers"][0], "GP-CONFIG-011",
                "nodes[6]: channel 'prepared' is consumed by both 'route' and 'extra'"),
 }

@@ -202,7 +202,7 @@ def test_validator_is_compiled_once_and_schema_is_frozen() -> None:
 def test_error_codes_are_the_documented_stable_set() -> None:
     assert {c.value for c in RowErrorCode} == {
         "bad_encoding", "malformed", "missing_field", "extra_field", "missing_value", "wrong_type",
-        "not_finite", "out_of_range", "too_long", "oversized_field", "too_many_fields"}
+        "not_finite", "out_of_range", "too_long", "oversized_field", "too_many_fields", "too_deep"}
 
 
 @given(st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1))

@@ -80,8 +80,9 @@ def test_whole_database_verifies_clean(landscape: Landscape, run: SyntheticRun,
     report = verify(landscape)
     assert report.ok, report.findings
     assert report.scopes == sorted([run.run_id, other.run_id]) + [GLOBAL_SCOPE]
-    # Global: the policy snapshot both runs share (stored once), and each run's snapshot event.
-    assert report.entries_checked == run.ledger_entries + other.ledger_entries + 3
+    # Global: the policy snapshot both runs share (stored once), each run's snapshot event, and
+    # each run's two anchors (opened, sealed at finish).
+    assert report.entries_checked == run.ledger_entries + other.ledger_entries + 3 + 4
     assert report.records_checked > scoped_record_count(landscape, run.run_id)
 
 
@@ -330,12 +331,16 @@ def test_consistent_rewrite_resealed_with_attacker_key_is_rejected(
         rewrite_run(db, run)
         seal_id = tamper.reseal(db, run.run_id, attacker)
     report = verify(landscape, run.run_id)
+    head = entry_key(run.run_id, run.ledger_entries)
     assert {(f.check, f.table, f.key) for f in report.findings} == {
-        ("seal", "ledger_seals", seal_id),
-        ("seal", "ledger_entries", entry_key(run.run_id, run.ledger_entries))}
+        ("seal", "ledger_seals", seal_id), ("seal", "ledger_entries", head),
+        ("chain", "ledger_entries", head)}
     assert has(report, "seal", "ledger_seals", seal_id, "sealed by unknown key")
-    # The rewrite itself is flawless: trusting the attacker's key, nothing else is wrong.
-    assert verify(landscape, run.run_id, public_key=attacker.public).ok
+    # The rewrite itself is flawless: trusting the attacker's key, only the head the global
+    # chain anchored at the run's seal still tells it apart.
+    trusting = verify(landscape, run.run_id, public_key=attacker.public)
+    assert [(f.check, f.key) for f in trusting.findings] == [("chain", head)]
+    assert has(trusting, "chain", "ledger_entries", head, "run rewritten")
 
 
 def test_consistent_rewrite_resealed_under_our_key_id_is_rejected(

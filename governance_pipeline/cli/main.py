@@ -37,10 +37,12 @@ from governance_pipeline.contracts.errors import (
     FILE_IO_FAILED,
     SWEEP_FINDINGS,
     GovernanceError,
+    NotFoundError,
     OperationalError,
 )
 from governance_pipeline.governance.operator_log import OperatorSurface, acting_via
 from governance_pipeline.landscape import migrate
+from governance_pipeline.landscape.anchors import upgrade_sealing_legacy
 from governance_pipeline.landscape.database import create_landscape_engine
 from governance_pipeline.landscape.keys import PRIVATE_KEY_FILE, load_or_create_signer
 from governance_pipeline.landscape.schema import GLOBAL_SCOPE
@@ -90,7 +92,7 @@ def db_upgrade(state: CliState) -> int:
         with database_errors(settings.db_url):
             engine = create_landscape_engine(settings.db_url)
             before = migrate.current_revision(engine)
-            after = migrate.upgrade(engine)
+            after = upgrade_sealing_legacy(engine, settings.keys_dir)
     finally:
         if engine is not None:
             engine.dispose()
@@ -124,7 +126,12 @@ def verify_cmd(state: CliState, run_id: str | None, public_key_path: Path | None
     key = read_public_key(public_key_path, "--public-key") if public_key_path else None
     with open_landscape(state.settings()) as landscape:
         report = verify(landscape, run_id, public_key=key)
-        swept = None if run_id == GLOBAL_SCOPE else sweep(landscape, run_id)
+        try:
+            swept = None if run_id == GLOBAL_SCOPE else sweep(landscape, run_id)
+        except NotFoundError:
+            if report.ok:
+                raise
+            swept = None  # a deleted run: only its anchor is left, and verify's findings say so
     doc = report.as_dict()
     findings = list(report.findings)
     summary = (f"verify: {len(report.scopes)} scope(s), {report.entries_checked} ledger entries, "

@@ -225,3 +225,10 @@ class DeliveryStatus(StrEnum):
     PENDING = "pending"
     DELIVERED = "delivered"
     FAILED = "failed"        # retries exhausted; visible in `events --deliveries`
+
+
+class AnchorReason(StrEnum):
+    """Why a run's chain head was anchored in the global chain."""
+
+    OPENED = "opened"
+    SEALED = "sealed"

@@ -64,6 +64,25 @@ CANONICAL_VALUE = register(
     "Only JSON values can be hashed: replace NaN/Infinity with null or a string, keep integers "
     "within ±2^53, and use string keys.",
     ExitCode.INVALID_INPUT)
+YAML_DUPLICATE_KEY = register(
+    "GP-YAML-001", "A YAML mapping holds the same key twice",
+    "Remove or rename one of the two keys at the lines shown: YAML would silently keep only the "
+    "last one, so what a reviewer reads first would not be what runs.",
+    ExitCode.INVALID_INPUT)
+YAML_ALIASES = register(
+    "GP-YAML-002", "A YAML document uses too many aliases, or aliases that expand too far",
+    "Write the repeated values out, or use fewer anchors/aliases (`&name` / `*name`): at most "
+    "1,000 aliases and 200,000 values once expanded; an alias may not contain itself.",
+    ExitCode.INVALID_INPUT)
+YAML_TOO_DEEP = register(
+    "GP-YAML-003", "A YAML document is nested too deeply",
+    "Flatten the structure at the line shown: mappings and lists nest at most 64 levels.",
+    ExitCode.INVALID_INPUT)
+YAML_TOO_LARGE = register(
+    "GP-YAML-004", "A YAML document is too large",
+    "Configuration files are read whole and must stay under 2,000,000 characters: move data out "
+    "of the YAML (e.g. into a lookup file).",
+    ExitCode.INVALID_INPUT)
 NOT_FOUND = register(
     "GP-INPUT-001", "Not found",
     "Check the identifier; `governance-pipeline runs` lists the runs in this Landscape.",
@@ -197,6 +216,16 @@ EXPRESSION_EVAL = register(
     "The row lacks a field or holds another type than the expression expects: use "
     "row.get(\"field\", default), coalesce(...) or int()/float()/str() in the expression, or fix "
     "the input (docs/expressions.md).",
+    ExitCode.INVALID_INPUT)
+EXPRESSION_PATTERN_UNSAFE = register(
+    "GP-EXPR-003", "A regular expression in an expression is refused",
+    "Patterns run on RE2 (linear time): rewrite it without backreferences (\\1) or look-arounds "
+    "((?=...), (?<=...)), at most 1,000 characters; docs/expressions.md#matches shows the syntax.",
+    ExitCode.INVALID_INPUT)
+EXPRESSION_TOO_LARGE = register(
+    "GP-EXPR-004", "An expression would build a value beyond the language's size caps",
+    "Integers are capped at 2**53 in magnitude (what RFC 8785 hashing represents exactly) and "
+    "strings/lists at 1,000,000 items: compute smaller values, or keep big numbers as text.",
     ExitCode.INVALID_INPUT)
 TRANSFORM_OPTIONS_INVALID = register(
     "GP-TRANSFORM-001", "Invalid transform options",

@@ -84,6 +84,8 @@ def canonical_json(value: Any) -> bytes:
         return rfc8785.dumps(value)
     except (rfc8785.CanonicalizationError, TypeError, ValueError, OverflowError) as exc:
         raise CanonicalizationError(f"cannot canonicalise value: {exc}") from exc
+    except RecursionError:  # the reference implementation recurses once per nesting level
+        raise CanonicalizationError("cannot canonicalise value: nested too deeply") from None
 
 
 def sha256_hex(data: bytes) -> str:

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from governance_pipeline.contracts.safe_yaml import load_yaml
 from governance_pipeline.contracts.errors import CONFIG_INVALID, ConfigError
 from governance_pipeline.engine.row_schema import RowSchema
 
@@ -246,7 +247,7 @@ def load_pipeline(path: Path, env: Mapping[str, str] | None = None) -> PipelineC
         raise ConfigError(f"cannot read pipeline file {path}: {exc.strerror}",
                           details={"file": str(path)}) from exc
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text, source=str(path))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -15,9 +15,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from governance_pipeline.contracts.errors import (
+    EXPRESSION_PATTERN_UNSAFE,
+    EXPRESSION_TOO_LARGE,
+    ErrorCode,
+)
 from governance_pipeline.engine import expression_functions as lib
 
 Fn = Callable[[Mapping[str, Any], Mapping[str, Any]], Any]
+Fail = Callable[..., Exception]  # (reason, code=None) -> the error to raise
 _LITERAL_NAMES = {"true": True, "false": False, "null": None}
 _CONSTANT_TYPES = (str, int, float, bool, type(None))
 
@@ -67,14 +73,14 @@ class Position:
 class Reject(Exception):
     """A construct outside the language; carries the reason and where it is."""
 
-    def __init__(self, reason: str, position: Position) -> None:
+    def __init__(self, reason: str, position: Position, code: ErrorCode | None = None) -> None:
         super().__init__(reason)
-        self.reason, self.position = reason, position
+        self.reason, self.position, self.code = reason, position, code
 
 
 class Compiler:
     def __init__(self, source: str, variables: frozenset[str],
-                 make_eval_error: Callable[[str, str, int, int], Exception]) -> None:
+                 make_eval_error: Callable[..., Exception]) -> None:
         self.source = source
         self.variables = variables
         self.fields: set[str] = set()
@@ -101,9 +107,10 @@ class Compiler:
         found = self.source.find(symbol.split()[0], begin, end)
         return Position.at_offset(self.source, found) if found >= 0 else self.pos(left)
 
-    def error(self, position: Position) -> Callable[[str], Exception]:
+    def error(self, position: Position) -> Fail:
         source, make = self.source, self._make_error
-        return lambda reason: make(source, reason, position.line, position.column)
+        return lambda reason, code=None: make(source, reason, position.line, position.column,
+                                              code)
 
     # --- dispatch -------------------------------------------------------------------------------
     def compile(self, node: ast.expr) -> Fn:
@@ -136,6 +143,10 @@ class Compiler:
         if type(value) not in _CONSTANT_TYPES:
             kind = "bytes" if type(value) is bytes else type_label(value)
             raise Reject(f"{kind} literals are not allowed", self.pos(node))
+        try:
+            lib.check_int(value)
+        except lib.SizeLimitError as exc:
+            raise Reject(f"literal {exc}", self.pos(node), EXPRESSION_TOO_LARGE) from None
         return lambda row, variables: value
 
     def _Name(self, node: ast.Name) -> Fn:
@@ -225,7 +236,7 @@ class Compiler:
         def binop(row: Mapping[str, Any], variables: Mapping[str, Any]) -> Any:
             a, b = left(row, variables), right(row, variables)
             try:
-                result = apply(a, b)
+                result = lib.check_int(apply(a, b))
             except TypeError:
                 raise fail(f"'{symbol}' not supported between {lib.type_name(a)} and "
                            f"{lib.type_name(b)}") from None
@@ -233,6 +244,8 @@ class Compiler:
                 raise fail(f"division by zero in '{symbol}'") from None
             except OverflowError:
                 raise fail(f"arithmetic overflow in '{symbol}'") from None
+            except lib.SizeLimitError as exc:
+                raise fail(str(exc), EXPRESSION_TOO_LARGE) from None
             except lib.FunctionError as exc:
                 raise fail(str(exc)) from None
             if type(result) is float and not math.isfinite(result):
@@ -311,7 +324,7 @@ class Compiler:
         return compare
 
     def _membership(self, symbol: str, right: ast.expr,
-                    fail: Callable[[str], Exception]) -> Callable[[Any, Any], Any]:
+                    fail: Fail) -> Callable[[Any, Any], Any]:
         negate = symbol == "not in"
         ok, value = self.constant_of(right)
         if ok and type(value) is tuple:
@@ -379,14 +392,15 @@ class Compiler:
             return default(row, variables) if default is not None else None
         return get
 
-    def _matches(self, node: ast.Call, args: list[Fn], fail: Callable[[str], Exception]) -> Fn:
+    def _matches(self, node: ast.Call, args: list[Fn], fail: Fail) -> Fn:
         pattern_node = node.args[1]
         if not (isinstance(pattern_node, ast.Constant) and type(pattern_node.value) is str):
             return _call("matches", lib.FUNCTIONS["matches"].impl, args, fail)
         try:
             compiled = lib.compile_pattern(pattern_node.value)
         except lib.PatternError as exc:
-            raise Reject(str(exc), self.pos(pattern_node)) from None
+            raise Reject(f"matches(): {exc}", self.pos(pattern_node),
+                         EXPRESSION_PATTERN_UNSAFE) from None
         text = args[0]
 
         def matches(row: Mapping[str, Any], variables: Mapping[str, Any]) -> bool:
@@ -413,11 +427,13 @@ def _coalesce(args: list[Fn]) -> Fn:
 
 
 def _call(name: str, impl: Callable[..., Any], args: list[Fn],
-          fail: Callable[[str], Exception]) -> Fn:
+          fail: Fail) -> Fn:
     def call(row: Mapping[str, Any], variables: Mapping[str, Any]) -> Any:
         values = [a(row, variables) for a in args]
         try:
-            return impl(*values)
+            return lib.check_int(impl(*values))
+        except lib.SizeLimitError as exc:
+            raise fail(f"{name}(): {exc}", EXPRESSION_TOO_LARGE) from None
         except lib.FunctionError as exc:
             raise fail(str(exc)) from None
         except (TypeError, ValueError, OverflowError) as exc:

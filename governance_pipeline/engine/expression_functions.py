@@ -9,19 +9,18 @@ raise ``FunctionError`` with a precise reason; the compiler turns it into an
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from re import _constants as sre_constants
-from re import _parser as sre_parser
 from typing import Any
+
+from governance_pipeline.engine.user_patterns import UnsafePatternError, compile_user_regex
 
 #: Longest string or list that ``*`` or ``+`` may build: ``"a" * 10**9`` must never allocate.
 MAX_SEQUENCE_LENGTH = 1_000_000
 #: Largest integer ``*`` may build, in bits (a 4,000-character expression stays far below it).
 MAX_INT_BITS = 8192
-MAX_PATTERN_LENGTH = 256
+#: Integers must stay strictly within ±MAX_SAFE_INT: what RFC 8785 / I-JSON represents exactly.
+MAX_SAFE_INT = 2**53
 #: ``matches`` looks at this many leading characters only, bounding the cost of every search.
 MATCH_WINDOW = 10_000
 
@@ -32,8 +31,12 @@ class FunctionError(Exception):
     """A function or operator refused its arguments; the message is shown to the user as is."""
 
 
+class SizeLimitError(FunctionError):
+    """A result would exceed a size cap (GP-EXPR-004): too long, or an integer beyond ±(2**53 - 1)."""
+
+
 class PatternError(ValueError):
-    """A regular expression is too long, unsafe (nested quantifiers) or invalid."""
+    """A regular expression is too long or refused by RE2 (GP-EXPR-003)."""
 
 
 def type_name(value: Any) -> str:
@@ -55,43 +58,12 @@ def _finite(value: Any) -> Any:
 
 
 # --- regular expressions ------------------------------------------------------------------------
-_REPEATS = {sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT, sre_constants.POSSESSIVE_REPEAT}
-
-
-def _walk_pattern(items: Any, inside_variable_repeat: bool) -> None:
-    for op, av in items:
-        if op in _REPEATS:
-            low, high, body = av
-            variable = low != high
-            if variable and inside_variable_repeat:
-                raise PatternError("nested quantifiers (such as (a+)+) are not allowed: they can "
-                                   "take exponential time")
-            _walk_pattern(body, inside_variable_repeat or variable)
-        elif op is sre_constants.SUBPATTERN:
-            _walk_pattern(av[3], inside_variable_repeat)
-        elif op is sre_constants.BRANCH:
-            for branch in av[1]:
-                _walk_pattern(branch, inside_variable_repeat)
-        elif op in (sre_constants.ASSERT, sre_constants.ASSERT_NOT):
-            _walk_pattern(av[1], inside_variable_repeat)
-        elif op is sre_constants.ATOMIC_GROUP:
-            _walk_pattern(av, inside_variable_repeat)
-        elif op in (sre_constants.GROUPREF, sre_constants.GROUPREF_EXISTS):
-            raise PatternError("backreferences are not allowed")
-
-
-@lru_cache(maxsize=256)
-def compile_pattern(pattern: str) -> re.Pattern[str]:
-    """Compile a pattern after checking that its cost is bounded; raises ``PatternError``."""
-    if len(pattern) > MAX_PATTERN_LENGTH:
-        raise PatternError(f"pattern is {len(pattern)} characters long; at most "
-                           f"{MAX_PATTERN_LENGTH} are allowed")
+def compile_pattern(pattern: str) -> Any:
+    """The RE2-compiled pattern (``engine.user_patterns``); raises ``PatternError``."""
     try:
-        parsed = sre_parser.parse(pattern)
-    except re.error as exc:
-        raise PatternError(f"invalid regular expression: {exc}") from None
-    _walk_pattern(parsed, False)
-    return re.compile(pattern)
+        return compile_user_regex(pattern)
+    except UnsafePatternError as exc:
+        raise PatternError(str(exc)) from None
 
 
 def _matches(text: Any, pattern: Any) -> bool:
@@ -104,10 +76,18 @@ def _matches(text: Any, pattern: Any) -> bool:
     return match_compiled(text, compiled)
 
 
-def match_compiled(text: Any, compiled: re.Pattern[str]) -> bool:
+def match_compiled(text: Any, compiled: Any) -> bool:
     if type(text) is not str:
         raise FunctionError(f"matches() expects a string, got {type_name(text)}")
     return compiled.search(text[:MATCH_WINDOW]) is not None
+
+
+def check_int(value: Any) -> Any:
+    """``value``, unless it is an integer RFC 8785 (I-JSON) cannot hash exactly."""
+    if type(value) is int and not -MAX_SAFE_INT < value < MAX_SAFE_INT:
+        raise SizeLimitError(f"integer {_short(value, 24)} is beyond ±(2**53 - 1), which "
+                             "canonical (RFC 8785) hashing cannot represent exactly")
+    return value
 
 
 # --- capped operators ---------------------------------------------------------------------------
@@ -119,18 +99,18 @@ def multiply(a: Any, b: Any) -> Any:
         if type(count) not in (int, bool) or type(seq) not in _SEQUENCES:
             raise TypeError
         if len(seq) * count > MAX_SEQUENCE_LENGTH:
-            raise FunctionError(f"'*' would build a {type_name(seq)} longer than "
+            raise SizeLimitError(f"'*' would build a {type_name(seq)} longer than "
                                 f"{MAX_SEQUENCE_LENGTH:,} items")
         return seq * count
     if ta is int and tb is int and a.bit_length() + b.bit_length() > MAX_INT_BITS:
-        raise FunctionError(f"'*' would build an integer larger than {MAX_INT_BITS} bits")
+        raise SizeLimitError(f"'*' would build an integer larger than {MAX_INT_BITS} bits")
     return _finite(a * b)
 
 
 def add(a: Any, b: Any) -> Any:
     ta = type(a)
     if ta in _SEQUENCES and type(b) is ta and len(a) + len(b) > MAX_SEQUENCE_LENGTH:
-        raise FunctionError(f"'+' would build a {type_name(a)} longer than "
+        raise SizeLimitError(f"'+' would build a {type_name(a)} longer than "
                             f"{MAX_SEQUENCE_LENGTH:,} items")
     return _finite(a + b)
 

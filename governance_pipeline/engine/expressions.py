@@ -25,7 +25,7 @@ from functools import lru_cache
 from typing import Any
 
 from governance_pipeline.contracts.errors import (
-    EXPRESSION_EVAL, EXPRESSION_INVALID, ConfigError, GovernanceError)
+    EXPRESSION_EVAL, EXPRESSION_INVALID, ConfigError, ErrorCode, GovernanceError)
 from governance_pipeline.engine.expression_functions import type_name
 from governance_pipeline.engine.expression_compiler import Compiler, Position, Reject
 
@@ -42,22 +42,24 @@ class ExpressionSyntaxError(ConfigError):
     default_code = EXPRESSION_INVALID
 
     def __init__(self, source: str, reason: str, line: int, column: int,
-                 context: str | None = None) -> None:
+                 context: str | None = None, code: ErrorCode | None = None) -> None:
         self.source, self.reason, self.line, self.column = source, reason, line, column
         self.context = context
         self.excerpt = _excerpt(source, line, column)
         prefix = f"{context}: " if context else ""
         self.headline = f"{prefix}expression error at {line}:{column}: {reason}"
-        super().__init__(f"{self.headline}\n{self.excerpt}",
+        super().__init__(f"{self.headline}\n{self.excerpt}", code=code,
                          details={"expression": source, "line": line, "column": column,
                                   "reason": reason})
 
     def __reduce__(self) -> tuple[Any, ...]:  # picklable across process boundaries
-        return (type(self), (self.source, self.reason, self.line, self.column, self.context))
+        return (type(self), (self.source, self.reason, self.line, self.column, self.context,
+                             self.code))
 
     def with_context(self, context: str) -> ExpressionSyntaxError:
         """The same error, its message prefixed with where the expression came from."""
-        return ExpressionSyntaxError(self.source, self.reason, self.line, self.column, context)
+        return ExpressionSyntaxError(self.source, self.reason, self.line, self.column, context,
+                                     self.code)
 
 
 class ExpressionEvalError(GovernanceError):
@@ -65,15 +67,16 @@ class ExpressionEvalError(GovernanceError):
 
     default_code = EXPRESSION_EVAL
 
-    def __init__(self, source: str, reason: str, line: int, column: int) -> None:
+    def __init__(self, source: str, reason: str, line: int, column: int,
+                 code: ErrorCode | None = None) -> None:
         self.source, self.reason, self.line, self.column = source, reason, line, column
         shown = source if len(source) <= 120 else source[:117] + "..."
-        super().__init__(f"cannot evaluate {shown!r} at {line}:{column}: {reason}",
+        super().__init__(f"cannot evaluate {shown!r} at {line}:{column}: {reason}", code=code,
                          details={"expression": source, "line": line, "column": column,
                                   "reason": reason})
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.source, self.reason, self.line, self.column))
+        return (type(self), (self.source, self.reason, self.line, self.column, self.code))
 
 
 def _excerpt(source: str, line: int, column: int, width: int = 72) -> str:
@@ -137,7 +140,7 @@ def _compile(text: str, variables: frozenset[str]) -> Expression:
         fn = compiler.compile(tree.body)
     except Reject as exc:
         raise ExpressionSyntaxError(lines, exc.reason, exc.position.line,
-                                    exc.position.column) from None
+                                    exc.position.column, code=exc.code) from None
     return Expression(text, frozenset(compiler.fields), frozenset(compiler.used_variables), fn)
 
 

@@ -23,6 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from governance_pipeline.engine.plugin_api import Row, RowError
 
 SAFE_INT = 2**53
+#: Deepest nesting of lists and objects inside one field value (the field itself is level 1).
+MAX_NESTING_DEPTH = 64
 """Integers must stay strictly within ±2^53: RFC 8785 hashes numbers as IEEE doubles."""
 DEFAULT_MAX_FIELD_BYTES = 65_536
 PREVIEW_CHARS = 80
@@ -45,6 +47,7 @@ class RowErrorCode(StrEnum):
     TOO_LONG = "too_long"
     OVERSIZED_FIELD = "oversized_field"
     TOO_MANY_FIELDS = "too_many_fields"
+    TOO_DEEP = "too_deep"
 
 
 def row_error(code: RowErrorCode, reason: str) -> RowError:
@@ -152,11 +155,17 @@ def _int_problem(value: int) -> _Refused | None:
 
 
 def _json_problem(value: Any, max_bytes: int) -> _Refused | None:
-    """First reason ``value`` is not a hashable JSON value, or None (iterative: no recursion limit)."""
-    stack = [value]
+    """First reason ``value`` is not a hashable JSON value, or None (iterative: no recursion limit).
+
+    Nesting is capped at ``MAX_NESTING_DEPTH``: deeper values hash, but the sinks' serialisers
+    (orjson stops at 254 levels) and every recursive reader downstream would fail the whole run.
+    """
+    stack = [(value, 1)]
     while stack:
-        v = stack.pop()
+        v, depth = stack.pop()
         t = type(v)
+        if depth > MAX_NESTING_DEPTH and t in (dict, list):
+            return _Refused(RowErrorCode.TOO_DEEP, f"nested deeper than {MAX_NESTING_DEPTH} levels")
         if t is str:
             if len(v) > max_bytes or not v.isascii():
                 problem = _text_problem(v, max_bytes)
@@ -174,10 +183,10 @@ def _json_problem(value: Any, max_bytes: int) -> _Refused | None:
             for key in v:
                 if type(key) is not str:
                     return _Refused(RowErrorCode.WRONG_TYPE, f"object key {key!r} is not text")
-                stack.append(key)
-            stack.extend(v.values())
+                stack.append((key, depth))
+            stack.extend((item, depth + 1) for item in v.values())
         elif t is list:
-            stack.extend(v)
+            stack.extend((item, depth + 1) for item in v)
         else:
             return _Refused(RowErrorCode.WRONG_TYPE, f"{t.__name__} is not a JSON value")
     return None

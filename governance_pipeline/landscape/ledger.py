@@ -174,9 +174,11 @@ def append_entry(conn: Connection, scope: str, items: list[ManifestItem], create
     return ChainHead(seq, h)
 
 
-def seal(conn: Connection, scope: str, signer: Signer, sealed_at: str) -> str:
-    """Sign the current head of ``scope``; returns the seal id."""
-    head = read_head(conn, scope)
+def seal(conn: Connection, scope: str, signer: Signer, sealed_at: str, *,
+         head: ChainHead | None = None) -> str:
+    """Sign the current head of ``scope`` (``head`` when the caller just appended it); returns
+    the seal id."""
+    head = head or read_head(conn, scope)
     key_id = signer.key_id
     message = seal_message(scope=scope, seq=head.seq, head_hash=head.entry_hash, key_id=key_id,
                            sealed_at=sealed_at)

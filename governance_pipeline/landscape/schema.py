@@ -397,6 +397,8 @@ from governance_pipeline.landscape.schema_operations import operator_events  # n
 # The run's code manifest (one identity per node) joins the same metadata here.
 from governance_pipeline.landscape.schema_code import code_identities  # noqa: E402
 
+from governance_pipeline.landscape.schema_anchors import run_anchors  # noqa: E402
+
 # --- the ledger: a hash chain per scope (a run id, or "global"), sealed by signed checkpoints ----
 ledger_entries = Table(
     "ledger_entries", metadata,
@@ -450,7 +452,7 @@ _RUN_SCOPED = (runs, nodes, edges, rows, tokens, token_parents, node_states, tok
                operations, calls, routing_events, batches, batch_members, artifacts, checkpoints,
                validation_errors, policy_decisions, inflection_points, incidents)
 _GLOBAL = (policy_snapshots, approvals, approval_stages, approval_decisions, approval_delegations,
-           exports, approval_signatures)
+           exports, approval_signatures, run_anchors)
 
 
 def _spec(table: Table, scope_column: str | None) -> LedgerSpec:

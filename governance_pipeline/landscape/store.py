@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from governance_pipeline.contracts.clock import SYSTEM_CLOCK, Clock
 from governance_pipeline.contracts.settings import Settings
 from governance_pipeline.landscape import migrate
+from governance_pipeline.landscape.anchors import upgrade_sealing_legacy
 from governance_pipeline.landscape.database import create_landscape_engine
 from governance_pipeline.landscape.keys import Signer, load_or_create_signer
 
@@ -28,7 +29,7 @@ class Landscape:
         engine = create_landscape_engine(url)
         if upgrade:
             if migrate.current_revision(engine) != migrate.head_revision():
-                migrate.upgrade(engine)
+                upgrade_sealing_legacy(engine, keys_dir)
         else:
             migrate.require_head(engine)
         return cls(engine=engine, keys_dir=keys_dir, clock=clock)

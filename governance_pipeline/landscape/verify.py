@@ -31,7 +31,7 @@ from governance_pipeline.contracts.errors import (
     Finding,
     NotFoundError,
 )
-from governance_pipeline.landscape import ledger
+from governance_pipeline.landscape import ledger, witness
 from governance_pipeline.landscape.database import SQLITE_BUSY_TIMEOUT_MS
 from governance_pipeline.landscape.keys import PublicKey
 from governance_pipeline.landscape.schema import (
@@ -42,9 +42,11 @@ from governance_pipeline.landscape.schema import (
     ledger_seals,
     payloads,
     rows,
+    run_anchors,
     runs,
     validation_errors,
 )
+from governance_pipeline.landscape.verify_anchors import check_anchors, check_witness
 from governance_pipeline.landscape.store import Landscape
 from governance_pipeline.landscape.verify_chain import (
     CHAIN,
@@ -52,6 +54,7 @@ from governance_pipeline.landscape.verify_chain import (
     RECORD,
     SEAL,
     STREAM,
+    Chain,
     Tally,
     check_chain,
     check_seals,
@@ -90,17 +93,23 @@ def verify(landscape: Landscape, run_id: str | None = None, *,
     Raises ``NotFoundError`` when ``run_id`` leaves no trace at all in the database.
     """
     trusted = public_key or landscape.signer.public
+    witnessed = witness.snapshot(landscape.keys_dir)  # before the snapshot: it may only lag it
     with _read_snapshot(landscape.engine) as conn:
         scopes = _all_scopes(conn) if run_id is None else [run_id]
         if run_id is not None and not _scope_exists(conn, run_id):
             raise NotFoundError(f"no run {run_id} in this Landscape (no run record, no ledger)",
                                 details={"run_id": run_id})
         state = Tally()
+        chains: dict[str, Chain] = {}
         for scope in scopes:
-            chain = check_chain(conn, scope, state)
+            chain = chains[scope] = check_chain(conn, scope, state)
             check_seals(conn, scope, chain, trusted, state)
+            if scope == GLOBAL_SCOPE:
+                check_witness(chain, witnessed, state)
             _check_records(conn, scope, chain.expected, state)
             _check_payloads(conn, scope, state, with_data=run_id is not None)
+        if run_id != GLOBAL_SCOPE:
+            check_anchors(conn, chains, state, run_id)
         if run_id is None:
             _check_unowned_records(conn, state)
             _check_all_payload_bytes(conn, state)
@@ -155,7 +164,8 @@ def _all_scopes(conn: Connection) -> list[str]:
 def _scope_exists(conn: Connection, scope: str) -> bool:
     if scope == GLOBAL_SCOPE:
         return True
-    for where in (runs.c.run_id, ledger_entries.c.scope, ledger_seals.c.scope):
+    for where in (runs.c.run_id, ledger_entries.c.scope, ledger_seals.c.scope,
+                  run_anchors.c.run_id):
         if conn.execute(select(where).where(where == scope).limit(1)).first() is not None:
             return True
     return False

@@ -196,7 +196,14 @@ def check_seals(conn: Connection, scope: str, chain: Chain, trusted: PublicKey,
                       "sealed", scope, seq=seq, expected=seal["head_hash"], actual=head)
         else:
             covered = max(covered, seq)
-    if scope == GLOBAL_SCOPE or covered >= chain.last_seq:
+    if covered >= chain.last_seq:
+        return
+    if scope == GLOBAL_SCOPE:
+        state.add(SEAL, "ledger_entries", entry_key(scope, chain.last_seq),
+                  f"unsealed tail: the global chain is sealed at every commit, but no valid seal "
+                  f"covers entries {covered + 1}..{chain.last_seq}; they were appended or "
+                  "rewritten without the signing key", scope, sealed_through=covered,
+                  last_seq=chain.last_seq)
         return
     status = conn.execute(select(runs.c.status).where(runs.c.run_id == scope)).scalar()
     if status is not None and status != "running":

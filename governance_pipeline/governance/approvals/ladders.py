@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from governance_pipeline.contracts.errors import ConfigError, ExitCode, GovernanceError, register
+from governance_pipeline.contracts.safe_yaml import load_yaml
 from governance_pipeline.governance.approvals.decision_keys import load_public_key
 
 LADDERS_ENV = "GOVERNANCE_LADDERS_FILE"
@@ -177,7 +178,7 @@ def load_ladders(path: Path | None = None,
     ladders = dict(BUILTIN_LADDERS)
     if path is not None:
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = load_yaml(path.read_text(encoding="utf-8"), source=str(path))
         except OSError as exc:
             raise ConfigError(f"cannot read approval ladders file {path}: {exc}",
                               code=LADDERS_INVALID) from exc

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from governance_pipeline.contracts.safe_yaml import load_yaml
 from governance_pipeline.contracts.errors import ConfigError, ExitCode, register
 from governance_pipeline.contracts.settings import Settings
 from governance_pipeline.governance.events.catalog import EVENT_TYPES
@@ -184,7 +185,7 @@ def load_subscribers(settings: Settings, env: Mapping[str, str] | None = None) -
                               code=SUBSCRIBERS_INVALID)
         return []
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = load_yaml(path.read_text(encoding="utf-8"), source=str(path))
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot be read as YAML: {exc}",
                           code=SUBSCRIBERS_INVALID) from exc

@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError,
     field_validator, model_validator)
 
+from governance_pipeline.contracts.safe_yaml import load_yaml
 from governance_pipeline.contracts.enums import PolicyMode, Severity
 from governance_pipeline.contracts.errors import ConfigError, ExitCode, register
 from governance_pipeline.engine.config import format_validation_error
@@ -297,7 +298,7 @@ def load_policy_file(path: Path) -> PolicyFile:
         raise ConfigError(f"cannot read policy file {path}: {reason}", code=POLICY_INVALID,
                           details={"file": str(path)}) from exc
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text, source=str(path))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

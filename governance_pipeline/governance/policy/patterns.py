@@ -13,20 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import re2
-
 from governance_pipeline.contracts.errors import ConfigError
+from governance_pipeline.engine.user_patterns import UnsafePatternError, compile_user_regex
 from governance_pipeline.governance.policy.model import PATTERN_UNSAFE
-
-#: RE2's memory budget for one compiled pattern; a pattern whose automaton needs more is refused.
-MAX_PATTERN_MEMORY = 8 << 20
-
-
-def _options() -> Any:
-    options = re2.Options()
-    options.log_errors = False  # the error is ours to report, not absl's to print on stderr
-    options.max_mem = MAX_PATTERN_MEMORY
-    return options
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,13 +31,9 @@ class UserPattern:
 def compile_user_pattern(pattern: str, *, where: str) -> UserPattern:
     """Compile ``pattern`` with RE2; ``ConfigError`` (GP-POLICY-011) names ``where`` and why."""
     try:
-        compiled = re2.compile(pattern, _options())
-    except re2.error as exc:
-        reason = exc.args[0] if exc.args else exc
-        if isinstance(reason, bytes):
-            reason = reason.decode("utf-8", "replace")
+        compiled = compile_user_regex(pattern)
+    except UnsafePatternError as exc:
         raise ConfigError(
-            f"{where}: pattern {pattern!r} is not accepted: {reason} (RE2 syntax: no "
-            "backreferences or look-arounds)", code=PATTERN_UNSAFE,
-            details={"path": where, "pattern": pattern, "reason": str(reason)}) from None
+            f"{where}: pattern {pattern!r} is not accepted: {exc}", code=PATTERN_UNSAFE,
+            details={"path": where, "pattern": pattern, "reason": str(exc)}) from None
     return UserPattern(pattern, compiled)

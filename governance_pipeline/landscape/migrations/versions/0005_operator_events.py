@@ -5,7 +5,7 @@ with the hashes of the action's inputs and its result), ledgered by its scope co
 no existing table changes.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-03 07:50:00.000000
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 
 
 revision = '0005'
-down_revision = '0003'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 
