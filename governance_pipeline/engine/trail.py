@@ -62,6 +62,8 @@ class Trail:
     def __init__(self, ctx: RunContext, uow: UnitOfWork) -> None:
         self.ctx = ctx
         self.uow = uow
+        # Payloads naming a subject are sealed under the subject's key when the unit commits.
+        uow.subject_fields = tuple(ctx.config.subject_fields)
         self.run_id = ctx.run_id
         self.now = uow.now
         self.snapshot = ctx.policy_snapshot_id

@@ -39,6 +39,7 @@ from governance_pipeline.contracts.records import (
 from governance_pipeline.landscape import bulk, ledger
 from governance_pipeline.landscape.database import write_transaction
 from governance_pipeline.landscape.schema import GLOBAL_SCOPE, LEDGERED, metadata, runs
+from governance_pipeline.landscape.sealing import PayloadProtection, Subject, subject_of
 from governance_pipeline.landscape.store import Landscape
 
 _INSERT_ORDER: tuple[Table, ...] = tuple(t for t in metadata.sorted_tables if t.name in LEDGERED)
@@ -103,6 +104,10 @@ class UnitOfWork:
         self._rows: dict[str, list[Row]] = {}
         self._manifest: dict[str, Callable[[list[Row]], list[ledger.ManifestItem]]] = {}
         self._payloads: dict[str, bytes] = {}
+        #: Declared subject fields (set by the engine for a pipeline's ``subject_fields``): a
+        #: payload naming one is encrypted under its subject's data key at commit (sealing.py).
+        self.subject_fields: tuple[str, ...] = ()
+        self._subjects: dict[str, Subject] = {}
         self._updates: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]] = []
         self._guards: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
         self._terminal: set[str] = set()
@@ -143,6 +148,10 @@ class UnitOfWork:
         data = canonical_json(value)
         digest = sha256_hex(data)
         self._payloads.setdefault(digest, data)
+        if self.subject_fields:
+            subject = subject_of(self.subject_fields, value)
+            if subject is not None:
+                self._subjects[digest] = subject
         return digest
 
     def payload_bytes(self, data: bytes) -> str:
@@ -217,13 +226,18 @@ class UnitOfWork:
                 items.extend(self._manifest[table.name](rows))
         return items
 
-    def _write(self, conn: Connection) -> list[ledger.ManifestItem]:
+    def _write(self, conn: Connection,
+               protection: PayloadProtection | None = None) -> list[ledger.ManifestItem]:
         """Check the guards, insert everything, apply the updates; returns the updates' items."""
         for name, key, expect in self._guards:
             _check_guard(conn, name, key, expect)
         if self._payloads:
             now = self.now
-            bulk.insert_payloads(conn, [(h, len(d), d, now) for h, d in self._payloads.items()])
+            if self._subjects and protection is not None:
+                payload_rows = protection.seal_rows(conn, self._payloads, self._subjects, now)
+            else:
+                payload_rows = [(h, len(d), d, now, None) for h, d in self._payloads.items()]
+            bulk.insert_payloads(conn, payload_rows)
         for table in _INSERT_ORDER:
             rows = self._rows.get(table.name)
             if rows:
@@ -312,7 +326,7 @@ class Recorder:
         try:
             with write_transaction(self.landscape.engine) as conn:
                 ledger.lock_scope(conn, uow.scope)
-                items += uow._write(conn)
+                items += uow._write(conn, self.landscape.protection)
                 if items:
                     ledger.append_entry(conn, uow.scope, items, uow.now, encoded=encoded)
                 if seal:

@@ -60,8 +60,12 @@ payloads = Table(
     Column("size_bytes", Integer, nullable=False),
     Column("data", LargeBinary, nullable=False),
     _ts("created_at"),
+    # Set when ``data`` is AES-GCM ciphertext under this subject key (schema_data_protection);
+    # NULL: stored in clear, as every payload before revision 0006.
+    _key("key_id", nullable=True),
     CheckConstraint("size_bytes >= 0", name="size_nonneg"),
 )
+Index(None, payloads.c.key_id)
 
 policy_snapshots = Table(
     "policy_snapshots", metadata,
@@ -391,6 +395,9 @@ from governance_pipeline.landscape.schema_governance import (  # noqa: E402
     inflection_points,
     policy_decisions,
 )
+from governance_pipeline.landscape.schema_data_protection import (  # noqa: E402
+    LEDGERED_GLOBAL as _DATA_PROTECTION,
+)
 
 # --- the ledger: a hash chain per scope (a run id, or "global"), sealed by signed checkpoints ----
 ledger_entries = Table(
@@ -445,7 +452,7 @@ _RUN_SCOPED = (runs, nodes, edges, rows, tokens, token_parents, node_states, tok
                operations, calls, routing_events, batches, batch_members, artifacts, checkpoints,
                validation_errors, policy_decisions, inflection_points, incidents)
 _GLOBAL = (policy_snapshots, approvals, approval_stages, approval_decisions, approval_delegations,
-           exports)
+           exports, *_DATA_PROTECTION)
 
 
 def _spec(table: Table, scope_column: str | None) -> LedgerSpec:
