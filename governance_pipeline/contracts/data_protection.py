@@ -7,9 +7,9 @@ other, and ``verify`` accepts a payload without contents only when one of them a
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from enum import StrEnum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from governance_pipeline.contracts.errors import RETENTION_INVALID, ConfigError
 from governance_pipeline.contracts.record_base import AuditRecord, _require
@@ -71,6 +71,9 @@ class LegalHold(AuditRecord):
     @property
     def active(self) -> bool:
         return self.released_at is None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "target_kind": self.target_kind.value, "active": self.active}
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,8 +24,9 @@ from governance_pipeline.contracts.records import (
     TokenOutcome,
     ValidationErrorRecord,
 )
-from governance_pipeline.landscape.payloads import load_payload
+from governance_pipeline.landscape.payloads import PayloadRedacted, load_payload, protection_of
 from governance_pipeline.landscape.queries import Source, get_run, reading
+from governance_pipeline.landscape.sealing import PayloadProtection
 from governance_pipeline.landscape.schema import (
     batches,
     calls,
@@ -42,11 +43,16 @@ from governance_pipeline.landscape.schema import (
 )
 
 
-def _payload_view(conn: Connection, content_hash: str | None) -> Any:
-    """A stored payload as JSON if it is JSON, else as text (raw bytes of a malformed row)."""
+def _payload_view(conn: Connection, content_hash: str | None,
+                  protection: PayloadProtection | None = None) -> Any:
+    """A stored payload as JSON if it is JSON, else as text (raw bytes of a malformed row);
+    a purged or erased one as what removed it ("erased on <date> (<reason>)")."""
     if content_hash is None:
         return None
-    data = load_payload(conn, content_hash)
+    try:
+        data = load_payload(conn, content_hash, protection)
+    except PayloadRedacted as gone:
+        return gone.redaction.as_dict()
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -144,8 +150,8 @@ def _row(conn: Connection, run_id: str, *, index: int | None = None,
     return SourceRow.from_row(found)
 
 
-def _token_views(conn: Connection, run_id: str, row_id: str,
-                 focus: str | None) -> list[TokenView]:
+def _token_views(conn: Connection, run_id: str, row_id: str, focus: str | None,
+                 protection: PayloadProtection | None = None) -> list[TokenView]:
     # An aggregation's output tokens carry the row id of their batch's first member; they are
     # that row's descendants only through the batch, so they show as children, not as tokens
     # of the row — unless one of them is the token asked about.
@@ -194,8 +200,8 @@ def _token_views(conn: Connection, run_id: str, row_id: str,
         for s in (s for s in states if s.token_id == tok.token_id):
             tcalls = [{"call_id": c.call_id, "type": c.call_type, "status": c.status.value,
                        "latency_ms": c.latency_ms, "cost": c.cost,
-                       "request": _payload_view(conn, c.request_hash),
-                       "response": _payload_view(conn, c.response_hash),
+                       "request": _payload_view(conn, c.request_hash, protection),
+                       "response": _payload_view(conn, c.response_hash, protection),
                        "error": _json(c.error_json)}
                       for c in call_rows if c.state_id == s.state_id]
             troute = [{"to": r["to_node_id"], "label": r["label"], "mode": r["mode"],
@@ -203,7 +209,7 @@ def _token_views(conn: Connection, run_id: str, row_id: str,
                       for r in route_rows if r["state_id"] == s.state_id]
             tstates.append(StateView(s, tcalls, troute))
         touts = [o for o in outcomes if o.token_id == tok.token_id]
-        errors = [_payload_view(conn, o.error_hash) for o in touts if o.error_hash]
+        errors = [_payload_view(conn, o.error_hash, protection) for o in touts if o.error_hash]
         produced = [t for o in touts if o.batch_id and o.is_terminal
                     for t in outputs_of.get(o.batch_id, [])]
         views.append(TokenView(
@@ -218,6 +224,7 @@ def explain(source: Source, run_id: str, *, row_index: int | None = None,
     """Lineage of the row at ``row_index``, or of the row that ``token_id`` belongs to."""
     if (row_index is None) == (token_id is None):
         raise ValueError("explain needs exactly one of row_index or token_id")
+    protection = protection_of(source)
     with reading(source, snapshot=True) as conn:
         get_run(conn, run_id)
         if token_id is not None:
@@ -235,6 +242,7 @@ def explain(source: Source, run_id: str, *, row_index: int | None = None,
         point = conn.execute(select(inflection_points).where(
             inflection_points.c.run_id == run_id,
             inflection_points.c.row_index == row.row_index)).mappings().first()
-        return Explanation(run_id, row, _payload_view(conn, row.source_data_hash), verrors,
-                           _token_views(conn, run_id, row.row_id, token_id), token_id,
+        return Explanation(run_id, row, _payload_view(conn, row.source_data_hash, protection),
+                           verrors, _token_views(conn, run_id, row.row_id, token_id, protection),
+                           token_id,
                            InflectionPoint.from_row(point) if point else None)

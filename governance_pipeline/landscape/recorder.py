@@ -110,6 +110,7 @@ class UnitOfWork:
         self._subjects: dict[str, Subject] = {}
         self._updates: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]] = []
         self._guards: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+        self._effects: list[Callable[[Connection], None]] = []
         self._terminal: set[str] = set()
 
     # -- collecting ----------------------------------------------------------------------------
@@ -154,6 +155,16 @@ class UnitOfWork:
                 self._subjects[digest] = subject
         return digest
 
+    def inherit_subject(self, digest: str | None, subject: Subject) -> None:
+        """Seal a payload of this unit under ``subject``'s key unless it names a subject of its
+        own: a row's derived payloads (a transform's output without the identifier, a call's
+        request) belong to the row's subject through the lineage the trail records."""
+        if digest is not None and digest in self._payloads and digest not in self._subjects:
+            self._subjects[digest] = subject
+
+    def subject_of_payload(self, digest: str) -> Subject | None:
+        return self._subjects.get(digest)
+
     def payload_bytes(self, data: bytes) -> str:
         """Store raw bytes (e.g. a malformed source line) by content; returns their hash."""
         digest = sha256_hex(data)
@@ -177,6 +188,14 @@ class UnitOfWork:
         """Write this unit only if the record ``key`` of ``table`` holds the ``expect``-ed values
         at commit time (checked inside the transaction); else ``StaleStateError``, nothing kept."""
         self._guards.append((table, dict(key), dict(expect)))
+
+    def effect(self, fn: Callable[[Connection], None]) -> None:
+        """Run ``fn(conn)`` in this unit's transaction, after its inserts and updates.
+
+        For changes outside the ledgered tables that must commit or roll back with the records
+        that account for them: a purge blanking payload contents, an erasure destroying keys.
+        """
+        self._effects.append(fn)
 
     def fork(self, parent: Token, branches: Iterable[str], *, fork_group_id: str | None = None,
              sink_name: str | None = None) -> list[Token]:
@@ -242,8 +261,11 @@ class UnitOfWork:
             rows = self._rows.get(table.name)
             if rows:
                 bulk.insert_rows(conn, table, rows)
-        return [_apply_update(conn, self.scope, name, key, values, expect)
-                for name, key, values, expect in self._updates]
+        items = [_apply_update(conn, self.scope, name, key, values, expect)
+                 for name, key, values, expect in self._updates]
+        for fn in self._effects:
+            fn(conn)
+        return items
 
 
 @dataclass(frozen=True, slots=True)
