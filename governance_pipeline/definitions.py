@@ -32,6 +32,7 @@ from governance_pipeline.orchestration.approval_sensors import approval_sla_sens
 from governance_pipeline.orchestration.bundle_assets import bundle_definitions
 from governance_pipeline.orchestration.catalog import build_pipeline_definitions
 from governance_pipeline.orchestration.event_sensors import event_delivery_sensor
+from governance_pipeline.orchestration.retention import retention_definitions
 
 # The UI shows findings as metadata; the full list is always in the run's logs.
 _FINDINGS_IN_METADATA = 200
@@ -98,4 +99,5 @@ defs = Definitions.merge(
                 sensors=[approval_sla_sensor, event_delivery_sensor]),
     build_pipeline_definitions(),
     bundle_definitions(),
+    retention_definitions(),
 )

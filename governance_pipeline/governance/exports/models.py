@@ -16,6 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from governance_pipeline.governance.exports.models_data_protection import DataProtectionInfo
+
 SCHEMA_VERSION = 1
 
 #: (table, record key as the ledger writes it, ledger scope)
@@ -224,6 +226,9 @@ class EvidenceBundle(_Model):
     approvals: list[ApprovalInfo]
     lineage_sample: SampleInfo
     lineage: list[LineageItem] = Field(description="The sampled rows, in sample order.")
+    data_protection: DataProtectionInfo = Field(
+        default_factory=DataProtectionInfo,
+        description="Erasures, purges and legal holds that concern the run.")
 
     def sampled_records(self) -> list[SampledRecord]:
         return [("rows", item.row_id, self.run.run_id) for item in self.lineage]
