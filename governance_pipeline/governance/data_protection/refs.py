@@ -30,7 +30,8 @@ def references(conn: Connection) -> Iterator[tuple[str, str]]:
     """(run id, payload hash) of every payload reference in the Landscape, streamed."""
     for run_col, hash_col in PAYLOAD_REFERENCES:
         query = select(run_col, hash_col).where(hash_col.is_not(None)).distinct()
-        yield from conn.execution_options(yield_per=5_000).execute(query).tuples()
+        for run_id, content_hash in conn.execution_options(yield_per=5_000).execute(query):
+            yield run_id, content_hash
 
 
 def run_references(conn: Connection, run_id: str) -> set[str]:
