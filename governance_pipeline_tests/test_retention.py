@@ -269,3 +269,21 @@ def test_run_retention_tombstones_the_run(landscape: Landscape, clock: ManualClo
     assert plan_purge(landscape, defaults=FLOOR).runs == []  # tombstoned: never again
     report = verify(landscape)
     assert report.ok and orjson.dumps(report.as_dict())
+
+
+def test_data_protection_records_map_onto_their_ledgered_tables() -> None:
+    from governance_pipeline.contracts import data_protection as records
+    from governance_pipeline.landscape import bulk
+    from governance_pipeline.landscape.recorder import _layout
+    from governance_pipeline.landscape.schema import GLOBAL_SCOPE, LEDGERED, metadata
+
+    classes = [cls for cls in vars(records).values() if isinstance(cls, type)
+               and issubclass(cls, records.AuditRecord) and "TABLE" in cls.__dict__]
+    assert {cls.TABLE for cls in classes} == {
+        "legal_holds", "purges", "purged_runs", "payload_redactions", "erasures"}
+    for cls in classes:
+        assert LEDGERED[cls.TABLE].scope_column is None  # every one in the global scope
+        table = metadata.tables[cls.TABLE]
+        assert _layout(cls).columns == tuple(c.name for c in table.columns)
+        assert all(bulk.pg_type(c) for c in table.columns)
+    assert GLOBAL_SCOPE == "global"
