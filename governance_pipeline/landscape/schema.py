@@ -65,7 +65,9 @@ payloads = Table(
     _key("key_id", nullable=True),
     CheckConstraint("size_bytes >= 0", name="size_nonneg"),
 )
-Index(None, payloads.c.key_id)
+# Partial: payloads in clear (most, and all without subject_fields) add no index entry.
+Index("ix_payloads_key_id", payloads.c.key_id, sqlite_where=payloads.c.key_id.is_not(None),
+      postgresql_where=payloads.c.key_id.is_not(None))
 
 policy_snapshots = Table(
     "policy_snapshots", metadata,

@@ -140,7 +140,8 @@ def _target(conn: Connection, keys: list[str], clear_candidates: set[str]) -> Er
     live = sorted(r[0] for r in _in_batches(conn, lambda part: select(subject_keys.c.key_id).where(
         subject_keys.c.key_id.in_(part), subject_keys.c.wrapped_key.is_not(None)), keys))
     sealed = sorted(r[0] for r in _in_batches(conn, lambda part: select(
-        payloads.c.content_hash).where(payloads.c.key_id.in_(part)), live))
+        payloads.c.content_hash).where(payloads.c.key_id.is_not(None),  # the partial index
+                                       payloads.c.key_id.in_(part)), live))
     redacted = set(conn.execute(select(payload_redactions.c.content_hash)).scalars())
     clear = sorted(r[0] for r in _in_batches(conn, lambda part: select(
         payloads.c.content_hash).where(payloads.c.content_hash.in_(part),

@@ -27,7 +27,7 @@ _KEY = sa.String(length=100)
 def upgrade() -> None:
     with op.batch_alter_table('payloads', schema=None) as batch_op:
         batch_op.add_column(sa.Column('key_id', _KEY, nullable=True))
-        batch_op.create_index(batch_op.f('ix_payloads_key_id'), ['key_id'], unique=False)
+        batch_op.create_index('ix_payloads_key_id', ['key_id'], unique=False, sqlite_where=sa.text('key_id IS NOT NULL'), postgresql_where=sa.text('key_id IS NOT NULL'))
 
     op.create_table('legal_holds',
     sa.Column('hold_id', _KEY, nullable=False),
@@ -142,5 +142,5 @@ def downgrade() -> None:
                   'purged_runs', 'purges', 'legal_holds'):
         op.drop_table(table)
     with op.batch_alter_table('payloads', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_payloads_key_id'))
+        batch_op.drop_index('ix_payloads_key_id', sqlite_where=sa.text('key_id IS NOT NULL'), postgresql_where=sa.text('key_id IS NOT NULL'))
         batch_op.drop_column('key_id')
