@@ -83,10 +83,12 @@ def new_data_key() -> bytes:
     return AESGCM.generate_key(bit_length=256)
 
 
-def seal(data_key: bytes, content_hash: str, plaintext: bytes) -> bytes:
-    """``nonce || AES-256-GCM(plaintext)``, bound to its content hash as associated data."""
+def seal(cipher: AESGCM, content_hash: str, plaintext: bytes) -> bytes:
+    """``nonce || AES-256-GCM(plaintext)`` under ``cipher`` (``AESGCM(data_key)``, made once
+    per key), bound to its content hash as associated data. A random 96-bit nonce per payload:
+    far below the 2^32 encryptions per key where random nonces start to risk a collision."""
     nonce = os.urandom(_NONCE)
-    return nonce + AESGCM(data_key).encrypt(nonce, plaintext, content_hash.encode())
+    return nonce + cipher.encrypt(nonce, plaintext, content_hash.encode())
 
 
 def open_sealed(data_key: bytes, content_hash: str, stored: bytes) -> bytes | None:

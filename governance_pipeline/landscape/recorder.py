@@ -345,6 +345,8 @@ class Recorder:
         # the transaction, it does not lengthen the time the write lock is held.
         items = uow._insert_manifest()
         encoded = ledger.encode_manifest(items) if items and not uow.has_updates else None
+        sealing = self.landscape.protection if uow._subjects else None
+        committed = False
         try:
             with write_transaction(self.landscape.engine) as conn:
                 ledger.lock_scope(conn, uow.scope)
@@ -353,6 +355,7 @@ class Recorder:
                     ledger.append_entry(conn, uow.scope, items, uow.now, encoded=encoded)
                 if seal:
                     ledger.seal(conn, uow.scope, self.landscape.signer, uow.now)
+            committed = True
         except IntegrityError as exc:
             raise AuditIntegrityError(
                 f"the database refused the audit transaction (scope {uow.scope}): {exc.orig}",
@@ -360,6 +363,9 @@ class Recorder:
         except DBAPIError as exc:
             raise OperationalError(f"audit write failed (scope {uow.scope}): {exc.orig}",
                                    code=AUDIT_WRITE_FAILED) from exc
+        finally:
+            if sealing is not None:  # the subject index entries this unit wrote, if it did
+                sealing.committed(committed)
 
     # -- run lifecycle ---------------------------------------------------------------------------
     def begin_run(self, *, pipeline_name: str, tenant_id: str, config: Mapping[str, Any],

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, select
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.dialects import postgresql, sqlite
 
 from governance_pipeline.contracts.ids import new_id
@@ -76,6 +77,11 @@ class PayloadProtection:
     def __init__(self, keys_dir: Path) -> None:
         self.keys_dir = keys_dir
         self._deks: dict[str, bytes] = {}  # key_id -> unwrapped data key
+        self._ciphers: dict[str, AESGCM] = {}  # key_id -> its AES-GCM instance (for sealing)
+        # Per process, so that a run's chunks do not recompute or re-insert what is known.
+        self._hmacs: dict[tuple[str, ...], str] = {}
+        self._indexed: set[tuple[str, str, str]] = set()
+        self._pending_index: list[tuple[str, str, str]] = []
 
     @cached_property
     def keyring(self) -> Keyring:
@@ -85,18 +91,34 @@ class PayloadProtection:
         """Drop destroyed keys from this process's memory (erasure calls it)."""
         for key_id in key_ids:
             self._deks.pop(key_id, None)
+            self._ciphers.pop(key_id, None)
 
     def _remember(self, key_id: str, dek: bytes) -> None:
         if len(self._deks) >= _CACHE_LIMIT:
             self._deks.clear()
+            self._ciphers.clear()
         self._deks[key_id] = dek
+
+    def _cipher(self, key_id: str) -> AESGCM:
+        cipher = self._ciphers.get(key_id)
+        if cipher is None:
+            cipher = self._ciphers[key_id] = AESGCM(self._deks[key_id])
+        return cipher
+
+    def _hmac(self, *parts: str) -> str:
+        found = self._hmacs.get(parts)
+        if found is None:
+            if len(self._hmacs) >= _CACHE_LIMIT:
+                self._hmacs.clear()
+            found = self._hmacs[parts] = self.keyring.hmac(*parts)
+        return found
 
     # -- sealing at commit -----------------------------------------------------------------------
     def subject_hmac(self, subject: Subject) -> str:
-        return self.keyring.hmac("subject", *(p for pair in subject for p in pair))
+        return self._hmac("subject", *(p for pair in subject for p in pair))
 
     def value_hmac(self, field: str, value: str) -> str:
-        return self.keyring.hmac("field", field, value)
+        return self._hmac("field", field, value)
 
     def seal_rows(self, conn: Connection, payloads: Mapping[str, bytes],
                   subjects: Mapping[str, Subject], now: str) -> list[PayloadRow]:
@@ -104,10 +126,12 @@ class PayloadProtection:
         by_hmac = {s: self.subject_hmac(s) for s in set(subjects.values())}
         key_of = self._live_keys(conn, sorted(set(by_hmac.values())), now)
         index = {(f, self.value_hmac(f, v), key_of[h]) for s, h in by_hmac.items() for f, v in s}
+        new_entries = sorted(index - self._indexed)
         _insert_ignoring_conflicts(
             conn, subject_index,
-            [{"field_name": f, "value_hmac": vh, "key_id": k} for f, vh, k in sorted(index)],
+            [{"field_name": f, "value_hmac": vh, "key_id": k} for f, vh, k in new_entries],
             index_elements=["field_name", "value_hmac", "key_id"])
+        self._pending_index.extend(new_entries)  # remembered once the unit commits
         rows: list[PayloadRow] = []
         for digest, data in payloads.items():
             subject = subjects.get(digest)
@@ -115,7 +139,8 @@ class PayloadProtection:
                 rows.append((digest, len(data), data, now, None))
                 continue
             key_id = key_of[by_hmac[subject]]
-            rows.append((digest, len(data), seal(self._deks[key_id], digest, data), now, key_id))
+            rows.append((digest, len(data), seal(self._cipher(key_id), digest, data), now,
+                         key_id))
         return rows
 
     def _live_keys(self, conn: Connection, hmacs: list[str], now: str) -> dict[str, str]:
@@ -151,6 +176,15 @@ class PayloadProtection:
                     self._remember(key_id, self.keyring.unwrap(key_id, bytes(wrapped)))
                 found[subject_hmac] = key_id
         return found
+
+    def committed(self, ok: bool) -> None:
+        """The unit that sealed payloads committed (``ok``) or rolled back: index entries it
+        wrote are known from now on, or never were."""
+        if ok:
+            if len(self._indexed) >= _CACHE_LIMIT:
+                self._indexed.clear()
+            self._indexed.update(self._pending_index)
+        self._pending_index.clear()
 
     # -- opening on read -------------------------------------------------------------------------
     def data_key(self, conn: Connection, key_id: str) -> bytes | None:
