@@ -102,7 +102,7 @@ def register_run(landscape: Landscape, run_id: str) -> Recorder:
 
 def unit_rows(uow: UnitOfWork) -> Chunk:
     """The unit's rows as positional tuples in table column order (the raw driver's input)."""
-    chunk: Chunk = {"payloads": [(h, len(d), d, uow.now)
+    chunk: Chunk = {"payloads": [(h, len(d), d, uow.now, None)
                                  for h, d in uow.pending_payloads().items()]}
     chunk.update(uow.pending_rows())
     return chunk

@@ -3,6 +3,7 @@
     python benchmarks/throughput.py                    # 100k and 1M rows, both pipelines
     python benchmarks/throughput.py --rows 100000      # one size
     python benchmarks/throughput.py --pipeline linear
+    python benchmarks/throughput.py --pipeline linear --subject-fields customer  # encrypted
 
 Pipelines: (a) ``linear`` — CSV → field map → gate → two CSV sinks (examples/claims_linear);
 (b) ``triage`` — fork → call transform → coalesce → aggregation (examples/claims_triage).
@@ -26,6 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINES = {"linear": "claims_linear.yaml", "triage": "claims_triage.yaml"}
+SUBJECT_FIELDS_ENV = "GP_BENCH_SUBJECT_FIELDS"
 
 
 def _child(pipeline: str, data: str, home: str, chunk_size: int) -> None:
@@ -39,6 +41,9 @@ def _child(pipeline: str, data: str, home: str, chunk_size: int) -> None:
     text = (ROOT / "examples" / "pipelines" / PIPELINES[pipeline]).read_text()
     text = text.replace("../data/claims.csv", data).replace("chunk_size: 500",
                                                               f"chunk_size: {chunk_size}")
+    subject_fields = os.environ.get(SUBJECT_FIELDS_ENV)
+    if subject_fields:  # payloads naming a subject are then sealed (AES-GCM, per-subject keys)
+        text += f"\nsubject_fields: [{subject_fields}]\n"
     path = Path(home) / f"{pipeline}.yaml"
     path.write_text(text)
     config = load_pipeline(path)
@@ -75,8 +80,13 @@ def main() -> None:
     parser.add_argument("--pipeline", choices=sorted(PIPELINES), action="append")
     parser.add_argument("--chunk-size", type=int, default=2000)
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "gp-bench")
+    parser.add_argument("--subject-fields", default="",
+                        help="Comma-separated subject_fields to declare (e.g. customer): "
+                             "measures the cost of sealing payloads per subject.")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.subject_fields:
+        os.environ[SUBJECT_FIELDS_ENV] = args.subject_fields
     if args.child:
         _child(args.child[0], args.child[1], args.child[2], int(args.child[3]))
         return

@@ -32,6 +32,7 @@ from governance_pipeline.orchestration.approval_sensors import approval_sla_sens
 from governance_pipeline.orchestration.bundle_assets import bundle_definitions
 from governance_pipeline.orchestration.catalog import build_pipeline_definitions, sink_asset_keys
 from governance_pipeline.orchestration.event_sensors import event_delivery_sensor
+from governance_pipeline.orchestration.retention import retention_definitions
 
 # The UI shows findings as metadata; the full list is always in the run's logs.
 _FINDINGS_IN_METADATA = 200
@@ -101,6 +102,7 @@ def _code_location() -> Definitions:
                     sensors=[approval_sla_sensor, event_delivery_sensor]),
         pipelines,
         bundle_definitions(sink_asset_keys(pipelines)),
+        retention_definitions(),
     )
 
 

@@ -19,6 +19,7 @@ from governance_pipeline.cli.access import database_errors, open_landscape, reda
 from governance_pipeline.cli.approval_commands import approvals_group
 from governance_pipeline.cli.audit_log_commands import audit_log_cmd
 from governance_pipeline.cli.bundle_commands import read_public_key, verify_bundle_cmd
+from governance_pipeline.cli.data_protection_commands import COMMANDS as DATA_PROTECTION_COMMANDS
 from governance_pipeline.cli.demo import MIN_ROWS
 from governance_pipeline.cli.event_commands import events_group
 from governance_pipeline.cli.export_commands import export_group
@@ -140,6 +141,7 @@ def verify_cmd(state: CliState, run_id: str | None, public_key_path: Path | None
         doc["sweep"] = swept.as_dict()
         findings += swept.findings
         summary += f", {len(swept.checks)} sweep checks"
+    summary += "".join(f", {n} {action}" for action, n in report.redacted.counts.items() if n)
     summary += "; " + ("OK" if not findings else f"{len(findings)} finding(s)")
     code = findings_code(doc, swept.findings if swept is not None else [])
     return report_findings(state, "verify", doc, findings, summary, code)
@@ -220,7 +222,7 @@ def keys_public(state: CliState, out: Path | None) -> int:
 
 
 # --- entry point ----------------------------------------------------------------------------------
-for _command in PIPELINE_COMMANDS:
+for _command in (*PIPELINE_COMMANDS, *DATA_PROTECTION_COMMANDS):
     cli.add_command(_command)
 cli.add_command(approvals_group)
 cli.add_command(audit_log_cmd)

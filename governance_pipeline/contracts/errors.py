@@ -274,6 +274,71 @@ PYTHON_FUNCTION_RAISED = register(
     "the function.",
     ExitCode.INVALID_INPUT)
 
+# --- retention and purge (GP-RETENTION), erasure (GP-ERASE): docs/data_protection.md ----------
+RETENTION_INVALID = register(
+    "GP-RETENTION-001", "Invalid retention setting",
+    "Write a retention as a whole number of days, weeks or years (`90d`, `26w`, `1y`) in the "
+    "pipeline's `retention:` or in GOVERNANCE_RETENTION_PAYLOADS / GOVERNANCE_RETENTION_RUNS / "
+    "GOVERNANCE_RETENTION_FLOOR.",
+    ExitCode.INVALID_INPUT)
+RETENTION_UNDER_FLOOR = register(
+    "GP-RETENTION-002", "Retention is shorter than the retention floor; nothing was purged",
+    "Raise the retention named in the message to at least the floor (default 183 days, the "
+    "six months EU AI Act Art. 19/26(6) ask for), or lower GOVERNANCE_RETENTION_FLOOR if your "
+    "legal basis allows it.",
+    ExitCode.INVALID_INPUT)
+RETENTION_RUN_UNKNOWN = register(
+    "GP-RETENTION-003", "No such run or incident; nothing was changed",
+    "Check the identifier: `governance-pipeline runs` lists runs, `incidents` lists incidents.",
+    ExitCode.INVALID_INPUT)
+HOLD_NOT_ACTIVE = register(
+    "GP-RETENTION-004", "No active legal hold with that id; nothing was changed",
+    "`governance-pipeline hold list` shows the active holds and their ids.",
+    ExitCode.INVALID_INPUT)
+PURGE_HELD = register(
+    "GP-RETENTION-005", "The run is under legal hold; it was not purged",
+    "Release the hold first (`governance-pipeline hold remove HOLD_ID --reason TEXT`) once the "
+    "matter it preserves is closed; `hold list` shows it.",
+    ExitCode.BLOCKED)
+PURGE_UNVERIFIED = register(
+    "GP-RETENTION-006", "The run does not verify; its payloads were not purged",
+    "Purging would destroy the evidence of what was altered: run `governance-pipeline verify "
+    "RUN_ID`, investigate the findings, and purge once the run verifies.",
+    ExitCode.INTEGRITY)
+ERASE_NO_SUBJECT_FIELD = register(
+    "GP-ERASE-001", "The field is not an indexed subject field; nothing was erased",
+    "Erase by a field the pipeline declares in `subject_fields:` (the message lists the indexed "
+    "ones), or erase one row with `--run RUN_ID --row N`.",
+    ExitCode.INVALID_INPUT)
+ERASE_NO_MATCH = register(
+    "GP-ERASE-002", "No recorded payload carries that subject value; nothing was erased",
+    "Check the value (compared as text, exactly): payloads recorded before `subject_fields` "
+    "was declared are not indexed; erase them by row or purge them by retention.",
+    ExitCode.INVALID_INPUT)
+ERASE_ROW_UNKNOWN = register(
+    "GP-ERASE-003", "No such run or row; nothing was erased",
+    "Check the run id (`governance-pipeline runs`) and the row index (`explain RUN_ID --row N`).",
+    ExitCode.INVALID_INPUT)
+ERASE_ALREADY = register(
+    "GP-ERASE-004", "Already erased; nothing was changed",
+    "The message names the erasure that destroyed the keys; `explain` shows it. No action needed.",
+    ExitCode.INVALID_INPUT)
+ERASE_SELECTOR_INVALID = register(
+    "GP-ERASE-005", "Erase needs either --field and --value, or --run and --row, and a reason",
+    "Give `--field F --value V` or `--run RUN_ID --row N`, and `--reason TEXT` (e.g. the "
+    "request's ticket number).",
+    ExitCode.INVALID_INPUT)
+PAYLOAD_REDACTED = register(
+    "GP-RETENTION-007", "The payload's contents were removed by a purge or an erasure",
+    "Nothing to repair: its hash still stands in the audit trail and verify checks it. The "
+    "message names the purge or erasure; `explain` shows it for the row.",
+    ExitCode.INVALID_INPUT)
+DATA_KEY_UNAVAILABLE = register(
+    "GP-ERASE-006", "The data-protection secret is unavailable or does not open the data keys",
+    "Restore $GOVERNANCE_HOME/keys/data_protection.key (mode 0600) from your key backup; the "
+    "encrypted payloads cannot be read without it.",
+    ExitCode.OPERATIONAL)
+
 
 class GovernanceError(Exception):
     """Base of every error the product raises on purpose: carries a registered code."""

@@ -25,6 +25,7 @@ from governance_pipeline.engine.expressions import ExpressionEvalError
 from governance_pipeline.engine.faults import crash_point
 from governance_pipeline.engine.trail import Work, dumps
 from governance_pipeline.landscape.payloads import verified
+from governance_pipeline.landscape.sealing import PayloadProtection
 from governance_pipeline.landscape.schema import (
     batch_members,
     batches,
@@ -198,14 +199,16 @@ def _flush(proc: ChunkProcessor, node: AggregationNode, batch: OpenBatch, trigge
         proc.deliver(Work(token, first.row_id, row, trail.hash_row(row)), node.on_success)
 
 
-def restore_drafts(conn: Connection, run_id: str, positions: dict[str, int]) -> dict[str, list[OpenBatch]]:
+def restore_drafts(conn: Connection, run_id: str, positions: dict[str, int],
+                   protection: PayloadProtection | None = None) -> dict[str, list[OpenBatch]]:
     """Draft batches of a run with their members' rows, as the final step needs them."""
     drafts: dict[str, list[OpenBatch]] = {}
     query = (
         select(batches.c.batch_id, batches.c.node_id, batches.c.created_at,
                batch_members.c.token_id, tokens.c.row_id, tokens.c.fork_group_id,
                node_states.c.input_hash, payloads.c.content_hash, payloads.c.size_bytes,
-               payloads.c.data, payloads.c.created_at.label("payload_created_at"))
+               payloads.c.data, payloads.c.created_at.label("payload_created_at"),
+               payloads.c.key_id)
         .join(batch_members, batch_members.c.batch_id == batches.c.batch_id)
         .join(tokens, tokens.c.token_id == batch_members.c.token_id)
         .join(node_states, (node_states.c.token_id == batch_members.c.token_id)
@@ -222,8 +225,8 @@ def restore_drafts(conn: Connection, run_id: str, positions: dict[str, int]) -> 
             drafts.setdefault(row.node_id, []).append(current)
         stored = None if row.content_hash is None else {
             "content_hash": row.content_hash, "size_bytes": row.size_bytes, "data": row.data,
-            "created_at": row.payload_created_at}
-        data = orjson.loads(verified(row.input_hash, stored))
+            "created_at": row.payload_created_at, "key_id": row.key_id}
+        data = orjson.loads(verified(row.input_hash, stored, conn=conn, protection=protection))
         current.members.append(Work(row.token_id, row.row_id, data, row.input_hash,
                                     fork_group_id=row.fork_group_id))
     return drafts

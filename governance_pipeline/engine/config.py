@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from governance_pipeline.contracts.safe_yaml import load_yaml
+from governance_pipeline.contracts.data_protection import parse_days
 from governance_pipeline.contracts.errors import CONFIG_INVALID, ConfigError
 from governance_pipeline.engine.row_schema import RowSchema
 
@@ -154,6 +155,25 @@ class SinkConfig(_Model):
     external: bool = False
 
 
+class RetentionConfig(_Model):
+    """How long this pipeline's audit data is kept (docs/data_protection.md): ``payloads``,
+    the contents of its payloads; ``runs``, its runs as a whole (then tombstoned). Unset: the
+    GOVERNANCE_RETENTION_* default, else kept until purged by hand."""
+
+    payloads: str | None = None
+    runs: str | None = None
+
+    @field_validator("payloads", "runs")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_days(value, where="retention")
+            except ConfigError as exc:  # pydantic reports a ValueError with its field path
+                raise ValueError(exc.message.removeprefix("retention: ")) from exc
+        return value
+
+
 class PipelineConfig(_Model):
     name: Name
     tenant: str = Field(default="default", min_length=1, max_length=128)
@@ -171,6 +191,11 @@ class PipelineConfig(_Model):
     #: Name of the approval ladder a run or export of this pipeline goes through, if not the
     #: default ladder for its risk tier.
     approval_ladder: str | None = None
+    #: Fields that identify a data subject (e.g. ``customer``): payloads holding one are
+    #: encrypted under that subject's key, indexed by keyed HMAC, and erasable (`erase`).
+    subject_fields: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        default_factory=list)
+    retention: RetentionConfig | None = None
 
     @field_validator("nodes")
     @classmethod
@@ -184,7 +209,13 @@ class PipelineConfig(_Model):
 
     def canonical(self) -> dict[str, Any]:
         """The definition as hashed into ``config_hash``: defaults filled in, aliases used."""
-        return self.model_dump(mode="json", by_alias=True)
+        dump = self.model_dump(mode="json", by_alias=True)
+        # Absent when unused, so a definition written before these keys existed keeps its hash
+        # (a run started before an upgrade still resumes against the same config_hash).
+        for key in ("subject_fields", "retention"):
+            if not dump[key]:
+                del dump[key]
+        return dump
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:

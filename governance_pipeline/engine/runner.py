@@ -250,7 +250,8 @@ class Runner:
         proc = ChunkProcessor(Trail(self.ctx, uow), chunk_index)
         if chunk_index == FINAL_CHUNK:
             with self.landscape.engine.connect() as conn:
-                proc.restored = restore_drafts(conn, self.run_id, self.ctx.graph.positions)
+                proc.restored = restore_drafts(conn, self.run_id, self.ctx.graph.positions,
+                                               self.landscape.protection)
         proc.admit(records)
         proc.run_nodes()
         crash_point("chunk.processed")

@@ -26,6 +26,7 @@ from governance_pipeline.engine import ids
 from governance_pipeline.engine.context import RunContext
 from governance_pipeline.engine.plugin_api import CallRecord, Row
 from governance_pipeline.landscape.recorder import UnitOfWork
+from governance_pipeline.landscape.sealing import Subject
 
 
 class Arrival:
@@ -62,6 +63,8 @@ class Trail:
     def __init__(self, ctx: RunContext, uow: UnitOfWork) -> None:
         self.ctx = ctx
         self.uow = uow
+        # Payloads naming a subject are sealed under the subject's key when the unit commits.
+        uow.subject_fields = tuple(ctx.config.subject_fields)
         self.run_id = ctx.run_id
         self.now = uow.now
         self.snapshot = ctx.policy_snapshot_id
@@ -69,12 +72,20 @@ class Trail:
         #: token → (node, state) of its latest node state, and state → (calls, cost): what a
         #: policy evaluated at that node sees of the token.
         self.last_state: dict[str, tuple[str, str]] = {}
+        #: Subjects of the rows admitted in this chunk, and of their node states: what a derived
+        #: payload inherits (sealing.py). Empty unless the pipeline declares subject_fields.
+        self._row_subject: dict[str, Subject] = {}
+        self._state_subject: dict[str, Subject] = {}
         self.call_stats: dict[str, tuple[int, float]] = {}
 
     # -- identities ----------------------------------------------------------------------------
     def new_row(self, index: int, payload_hash: str) -> str:
         rid = ids.row_id(self.run_id, index)
         self.uow.add(SourceRow(rid, self.run_id, "source", index, payload_hash, self.now))
+        if self.uow.subject_fields:
+            subject = self.uow.subject_of_payload(payload_hash)
+            if subject is not None:
+                self._row_subject[rid] = subject
         return rid
 
     def new_token(self, row_id: str, *, token_id: str | None = None, branch: str | None = None,
@@ -112,6 +123,12 @@ class Trail:
             dumps(error) if error is not None else None, duration_ms, self.snapshot, self.now,
             self.now if closed else None))
         self.last_state[work.token_id] = (node_id, sid)
+        if self._row_subject:
+            subject = self._row_subject.get(work.row_id)
+            if subject is not None:
+                self.uow.inherit_subject(work.row_hash, subject)
+                self.uow.inherit_subject(output_hash, subject)
+                self._state_subject[sid] = subject
         return sid
 
     def outcome(self, token_id: str, outcome: Outcome, *, sink: str | None = None,
@@ -127,12 +144,17 @@ class Trail:
     def calls(self, state: str, calls: list[CallRecord]) -> None:
         if calls:
             self.call_stats[state] = (len(calls), sum(c.cost or 0.0 for c in calls))
+        subject = self._state_subject.get(state)
         for i, call in enumerate(calls):
             ok = call.error is None
+            request = self.uow.payload(call.request)
+            response = self.uow.payload(call.response) if ok else None
+            if subject is not None:
+                self.uow.inherit_subject(request, subject)
+                self.uow.inherit_subject(response, subject)
             self.uow.add(Call(
                 ids.call_id(state, i), self.run_id, state, None, i, call.call_type,
-                CallStatus.SUCCESS if ok else CallStatus.ERROR, self.uow.payload(call.request),
-                self.uow.payload(call.response) if ok else None,
+                CallStatus.SUCCESS if ok else CallStatus.ERROR, request, response,
                 None if ok else dumps(call.error), call.latency_ms, call.cost, self.now))
 
     def routing(self, state: str, edge_ids: list[str], *, reason_json: str,

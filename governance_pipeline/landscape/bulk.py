@@ -62,7 +62,7 @@ def _insert_sqlite(conn: Connection, table: Table, rows: list[Row]) -> None:
 
 def _payloads_sqlite(conn: Connection, rows: list[Row]) -> None:
     conn.exec_driver_sql(
-        f"INSERT INTO {_columns_sql(conn, payloads)} VALUES (?, ?, ?, ?) "
+        f"INSERT INTO {_columns_sql(conn, payloads)} VALUES ({', '.join('?' * len(payloads.columns))}) "
         "ON CONFLICT (content_hash) DO NOTHING", rows)
 
 

@@ -30,8 +30,9 @@ from governance_pipeline.landscape.code_manifest import (
     manifest_hash,
     stored_identities,
 )
-from governance_pipeline.landscape.payloads import load_payload
+from governance_pipeline.landscape.payloads import PayloadRedacted, load_payload, protection_of
 from governance_pipeline.landscape.queries import Source, get_run, reading
+from governance_pipeline.landscape.sealing import PayloadProtection
 from governance_pipeline.landscape.schema import (
     batches,
     calls,
@@ -48,11 +49,16 @@ from governance_pipeline.landscape.schema import (
 )
 
 
-def _payload_view(conn: Connection, content_hash: str | None) -> Any:
-    """A stored payload as JSON if it is JSON, else as text (raw bytes of a malformed row)."""
+def _payload_view(conn: Connection, content_hash: str | None,
+                  protection: PayloadProtection | None = None) -> Any:
+    """A stored payload as JSON if it is JSON, else as text (raw bytes of a malformed row);
+    a purged or erased one as what removed it ("erased on <date> (<reason>)")."""
     if content_hash is None:
         return None
-    data = load_payload(conn, content_hash)
+    try:
+        data = load_payload(conn, content_hash, protection)
+    except PayloadRedacted as gone:
+        return gone.redaction.as_dict()
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -159,17 +165,18 @@ def _row(conn: Connection, run_id: str, *, index: int | None = None,
     return SourceRow.from_row(found)
 
 
-def _written(conn: Connection, s: NodeState) -> dict[str, Any] | None:
+def _written(conn: Connection, s: NodeState,
+             protection: PayloadProtection | None = None) -> dict[str, Any] | None:
     context = _json(s.context_after)
     if not isinstance(context, dict) or "written_as" not in context:
         return None
-    return {"as_written": _payload_view(conn, s.output_hash),
-            "original": _payload_view(conn, s.input_hash),
+    return {"as_written": _payload_view(conn, s.output_hash, protection),
+            "original": _payload_view(conn, s.input_hash, protection),
             "changed_fields": context["written_as"].get("changed_fields", [])}
 
 
-def _token_views(conn: Connection, run_id: str, row_id: str,
-                 focus: str | None) -> list[TokenView]:
+def _token_views(conn: Connection, run_id: str, row_id: str, focus: str | None,
+                 protection: PayloadProtection | None = None) -> list[TokenView]:
     # An aggregation's output tokens carry the row id of their batch's first member; they are
     # that row's descendants only through the batch, so they show as children, not as tokens
     # of the row — unless one of them is the token asked about.
@@ -218,16 +225,16 @@ def _token_views(conn: Connection, run_id: str, row_id: str,
         for s in (s for s in states if s.token_id == tok.token_id):
             tcalls = [{"call_id": c.call_id, "type": c.call_type, "status": c.status.value,
                        "latency_ms": c.latency_ms, "cost": c.cost,
-                       "request": _payload_view(conn, c.request_hash),
-                       "response": _payload_view(conn, c.response_hash),
+                       "request": _payload_view(conn, c.request_hash, protection),
+                       "response": _payload_view(conn, c.response_hash, protection),
                        "error": _json(c.error_json)}
                       for c in call_rows if c.state_id == s.state_id]
             troute = [{"to": r["to_node_id"], "label": r["label"], "mode": r["mode"],
                        "reason": _json(r["reason_json"])}
                       for r in route_rows if r["state_id"] == s.state_id]
-            tstates.append(StateView(s, tcalls, troute, _written(conn, s)))
+            tstates.append(StateView(s, tcalls, troute, _written(conn, s, protection)))
         touts = [o for o in outcomes if o.token_id == tok.token_id]
-        errors = [_payload_view(conn, o.error_hash) for o in touts if o.error_hash]
+        errors = [_payload_view(conn, o.error_hash, protection) for o in touts if o.error_hash]
         produced = [t for o in touts if o.batch_id and o.is_terminal
                     for t in outputs_of.get(o.batch_id, [])]
         views.append(TokenView(
@@ -242,6 +249,7 @@ def explain(source: Source, run_id: str, *, row_index: int | None = None,
     """Lineage of the row at ``row_index``, or of the row that ``token_id`` belongs to."""
     if (row_index is None) == (token_id is None):
         raise ValueError("explain needs exactly one of row_index or token_id")
+    protection = protection_of(source)
     with reading(source, snapshot=True) as conn:
         get_run(conn, run_id)
         if token_id is not None:
@@ -259,10 +267,11 @@ def explain(source: Source, run_id: str, *, row_index: int | None = None,
         point = conn.execute(select(inflection_points).where(
             inflection_points.c.run_id == run_id,
             inflection_points.c.row_index == row.row_index)).mappings().first()
-        views = _token_views(conn, run_id, row.row_id, token_id)
+        views = _token_views(conn, run_id, row.row_id, token_id, protection)
         manifest = stored_identities(conn, run_id)
         passed = {sv.state.node_id for view in views for sv in view.states}
-        return Explanation(run_id, row, _payload_view(conn, row.source_data_hash), verrors,
-                           views, token_id, InflectionPoint.from_row(point) if point else None,
+        return Explanation(run_id, row, _payload_view(conn, row.source_data_hash, protection),
+                           verrors, views, token_id,
+                           InflectionPoint.from_row(point) if point else None,
                            [r for r in manifest if r.node_id in passed or r.position == 0],
                            manifest_hash(manifest) if manifest else None)

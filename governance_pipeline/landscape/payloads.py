@@ -5,21 +5,68 @@ returned only when they hash to the key they were asked for. A payload that is m
 whose bytes or recorded size no longer match, raises ``AuditIntegrityError`` with the
 ``PAYLOAD_CORRUPT`` code — a changed payload would otherwise change what ``explain`` and the
 evidence bundles say about a row without anything noticing.
+
+A sealed payload (``key_id`` set, see ``sealing.py``) is decrypted first and then checked the
+same way. A payload whose contents were removed on purpose — purged past retention, or erased by
+destroying its subject's key — raises ``PayloadRedacted`` naming the purge or erasure: not an
+integrity failure, and never confused with one (contents missing without such a record are).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
-from governance_pipeline.contracts.errors import PAYLOAD_CORRUPT, AuditIntegrityError
+from governance_pipeline.contracts.errors import (
+    PAYLOAD_CORRUPT,
+    PAYLOAD_REDACTED,
+    AuditIntegrityError,
+    GovernanceError,
+)
 from governance_pipeline.contracts.hashing import sha256_hex
 from governance_pipeline.contracts.records import Payload
 from governance_pipeline.landscape.queries import Source, reading
 from governance_pipeline.landscape.schema import payloads
+from governance_pipeline.landscape.schema_data_protection import (
+    erasures,
+    payload_redactions,
+    purges,
+    subject_keys,
+)
+from governance_pipeline.landscape.sealing import PayloadProtection
+from governance_pipeline.landscape.store import Landscape
+
+
+@dataclass(frozen=True, slots=True)
+class Redaction:
+    """Why a payload has no contents: ``purged`` or ``erased``, by which event, when, why."""
+
+    action: str
+    event_id: str
+    at: str
+    reason: str | None
+
+    def describe(self) -> str:
+        why = f" ({self.reason})" if self.reason else ""
+        return f"{self.action} on {self.at[:10]}{why}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"status": self.action, "event_id": self.event_id, "at": self.at,
+                "reason": self.reason, "note": self.describe()}
+
+
+class PayloadRedacted(GovernanceError):
+    default_code = PAYLOAD_REDACTED
+
+    def __init__(self, content_hash: str, redaction: Redaction) -> None:
+        super().__init__(f"payload {content_hash}: {redaction.describe()} "
+                         f"({redaction.event_id})",
+                         details={"content_hash": content_hash, **redaction.as_dict()})
+        self.redaction = redaction
 
 
 def _corrupt(content_hash: str, why: str, **extra: Any) -> AuditIntegrityError:
@@ -27,30 +74,94 @@ def _corrupt(content_hash: str, why: str, **extra: Any) -> AuditIntegrityError:
                                details={"content_hash": content_hash, **extra})
 
 
-def load_payload(source: Source, content_hash: str) -> bytes:
+def protection_of(source: Source) -> PayloadProtection | None:
+    return source.protection if isinstance(source, Landscape) else None
+
+
+def load_payload(source: Source, content_hash: str,
+                 protection: PayloadProtection | None = None) -> bytes:
     """The stored bytes of ``content_hash``, after checking they hash to it."""
+    protection = protection or protection_of(source)
     with reading(source) as conn:
         row = conn.execute(select(payloads).where(payloads.c.content_hash == content_hash)
                            ).mappings().first()
-    return verified(content_hash, row)
+        return verified(content_hash, row, conn=conn, protection=protection)
 
 
-def verified(content_hash: str, row: Mapping[str, Any] | None) -> bytes:
+def verified(content_hash: str, row: Mapping[str, Any] | None, *,
+             conn: Connection | None = None,
+             protection: PayloadProtection | None = None) -> bytes:
     """The bytes of a ``payloads`` row read for ``content_hash`` (None: no such row), checked.
 
     For callers that join payloads into a larger query instead of reading them one by one.
+    ``conn`` and ``protection`` are needed to open a sealed payload and to name a redaction.
     """
     if row is None:
         raise _corrupt(content_hash, "missing from the payload store", reason="missing")
     payload = Payload.from_row(row)
-    actual = sha256_hex(payload.data)
+    data = payload.data
+    key_id = row.get("key_id")
+    if not data and conn is not None:  # purged (or a row's clear payload erased)?
+        redaction = redaction_of(conn, content_hash)
+        if redaction is not None:
+            raise PayloadRedacted(content_hash, redaction)
+    if key_id is not None:
+        data = _open(content_hash, key_id, data, conn, protection)
+    actual = sha256_hex(data)
     if actual != content_hash:
         raise _corrupt(content_hash, f"stored bytes hash to {actual}", reason="hash_mismatch",
                        actual_hash=actual)
-    if payload.size_bytes != len(payload.data):
+    if payload.size_bytes != len(data):
         raise _corrupt(content_hash, f"recorded size {payload.size_bytes} but "
-                       f"{len(payload.data)} bytes stored", reason="size_mismatch")
-    return payload.data
+                       f"{len(data)} bytes stored", reason="size_mismatch")
+    return data
+
+
+def _open(content_hash: str, key_id: str, stored: bytes, conn: Connection | None,
+          protection: PayloadProtection | None) -> bytes:
+    if conn is None or protection is None:
+        raise _corrupt(content_hash, f"sealed under key {key_id} but read without the "
+                       "Landscape's keys", reason="sealed")
+    plain = protection.open(conn, key_id, content_hash, stored)
+    if plain is not None:
+        return plain
+    redaction = erased_key(conn, key_id)
+    if redaction is not None:
+        raise PayloadRedacted(content_hash, redaction)
+    live = conn.execute(select(subject_keys.c.key_id).where(subject_keys.c.key_id == key_id)
+                        ).first()
+    why = ("ciphertext does not open under its key: altered" if live is not None
+           else f"its data key {key_id} is gone, and no erasure destroyed it")
+    raise _corrupt(content_hash, why, reason="sealed_corrupt" if live else "key_missing",
+                   key_id=key_id)
+
+
+def erased_key(conn: Connection, key_id: str) -> Redaction | None:
+    """The erasure that destroyed ``key_id``, if a ledgered erasure did."""
+    found = conn.execute(
+        select(erasures.c.erasure_id, erasures.c.created_at, erasures.c.reason,
+               erasures.c.key_ids_json)
+        .join(subject_keys, subject_keys.c.erasure_id == erasures.c.erasure_id)
+        .where(subject_keys.c.key_id == key_id, subject_keys.c.wrapped_key.is_(None))).first()
+    if found is None or key_id not in orjson.loads(found.key_ids_json):
+        return None
+    return Redaction("erased", found.erasure_id, found.created_at, found.reason)
+
+
+def redaction_of(conn: Connection, content_hash: str) -> Redaction | None:
+    """The purge or erasure that removed the contents of a payload stored in clear."""
+    found = conn.execute(select(payload_redactions).where(
+        payload_redactions.c.content_hash == content_hash)).mappings().first()
+    if found is None:
+        return None
+    reason = None
+    if found["action"] == "erased":
+        reason = conn.execute(select(erasures.c.reason).where(
+            erasures.c.erasure_id == found["event_id"])).scalar()
+    else:
+        reason = conn.execute(select(purges.c.reason).where(
+            purges.c.purge_id == found["event_id"])).scalar() or "past retention"
+    return Redaction(found["action"], found["event_id"], found["redacted_at"], reason)
 
 
 def load_json_payload(source: Source, content_hash: str) -> Any:

@@ -44,6 +44,7 @@ from governance_pipeline.contracts.records import (
 from governance_pipeline.landscape import anchors, bulk, ledger, witness
 from governance_pipeline.landscape.database import write_transaction
 from governance_pipeline.landscape.schema import GLOBAL_SCOPE, LEDGERED, metadata, runs
+from governance_pipeline.landscape.sealing import PayloadProtection, Subject, subject_of
 from governance_pipeline.landscape.store import Landscape
 
 _INSERT_ORDER: tuple[Table, ...] = tuple(t for t in metadata.sorted_tables if t.name in LEDGERED)
@@ -108,8 +109,13 @@ class UnitOfWork:
         self._rows: dict[str, list[Row]] = {}
         self._manifest: dict[str, Callable[[list[Row]], list[ledger.ManifestItem]]] = {}
         self._payloads: dict[str, bytes] = {}
+        #: Declared subject fields (set by the engine for a pipeline's ``subject_fields``): a
+        #: payload naming one is encrypted under its subject's data key at commit (sealing.py).
+        self.subject_fields: tuple[str, ...] = ()
+        self._subjects: dict[str, Subject] = {}
         self._updates: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]] = []
         self._guards: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+        self._effects: list[Callable[[Connection], None]] = []
         self._terminal: set[str] = set()
 
     # -- collecting ----------------------------------------------------------------------------
@@ -148,7 +154,21 @@ class UnitOfWork:
         data = canonical_json(value)
         digest = sha256_hex(data)
         self._payloads.setdefault(digest, data)
+        if self.subject_fields:
+            subject = subject_of(self.subject_fields, value)
+            if subject is not None:
+                self._subjects[digest] = subject
         return digest
+
+    def inherit_subject(self, digest: str | None, subject: Subject) -> None:
+        """Seal a payload of this unit under ``subject``'s key unless it names a subject of its
+        own: a row's derived payloads (a transform's output without the identifier, a call's
+        request) belong to the row's subject through the lineage the trail records."""
+        if digest is not None and digest in self._payloads and digest not in self._subjects:
+            self._subjects[digest] = subject
+
+    def subject_of_payload(self, digest: str) -> Subject | None:
+        return self._subjects.get(digest)
 
     def payload_bytes(self, data: bytes) -> str:
         """Store raw bytes (e.g. a malformed source line) by content; returns their hash."""
@@ -173,6 +193,14 @@ class UnitOfWork:
         """Write this unit only if the record ``key`` of ``table`` holds the ``expect``-ed values
         at commit time (checked inside the transaction); else ``StaleStateError``, nothing kept."""
         self._guards.append((table, dict(key), dict(expect)))
+
+    def effect(self, fn: Callable[[Connection], None]) -> None:
+        """Run ``fn(conn)`` in this unit's transaction, after its inserts and updates.
+
+        For changes outside the ledgered tables that must commit or roll back with the records
+        that account for them: a purge blanking payload contents, an erasure destroying keys.
+        """
+        self._effects.append(fn)
 
     def fork(self, parent: Token, branches: Iterable[str], *, fork_group_id: str | None = None,
              sink_name: str | None = None) -> list[Token]:
@@ -222,19 +250,27 @@ class UnitOfWork:
                 items.extend(self._manifest[table.name](rows))
         return items
 
-    def _write(self, conn: Connection) -> list[ledger.ManifestItem]:
+    def _write(self, conn: Connection,
+               protection: PayloadProtection | None = None) -> list[ledger.ManifestItem]:
         """Check the guards, insert everything, apply the updates; returns the updates' items."""
         for name, key, expect in self._guards:
             _check_guard(conn, name, key, expect)
         if self._payloads:
             now = self.now
-            bulk.insert_payloads(conn, [(h, len(d), d, now) for h, d in self._payloads.items()])
+            if self._subjects and protection is not None:
+                payload_rows = protection.seal_rows(conn, self._payloads, self._subjects, now)
+            else:
+                payload_rows = [(h, len(d), d, now, None) for h, d in self._payloads.items()]
+            bulk.insert_payloads(conn, payload_rows)
         for table in _INSERT_ORDER:
             rows = self._rows.get(table.name)
             if rows:
                 bulk.insert_rows(conn, table, rows)
-        return [_apply_update(conn, self.scope, name, key, values, expect)
-                for name, key, values, expect in self._updates]
+        items = [_apply_update(conn, self.scope, name, key, values, expect)
+                 for name, key, values, expect in self._updates]
+        for fn in self._effects:
+            fn(conn)
+        return items
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,10 +351,12 @@ class Recorder:
         items = uow._insert_manifest()
         encoded = ledger.encode_manifest(items) if items and not uow.has_updates else None
         global_head: tuple[str, ledger.ChainHead] | None = None
+        sealing = self.landscape.protection if uow._subjects else None
+        committed = False
         try:
             with write_transaction(self.landscape.engine) as conn:
                 ledger.lock_scope(conn, uow.scope)
-                items += uow._write(conn)
+                items += uow._write(conn, self.landscape.protection)
                 head = (ledger.append_entry(conn, uow.scope, items, uow.now, encoded=encoded)
                         if items else None)
                 if uow.scope == GLOBAL_SCOPE:
@@ -334,6 +372,7 @@ class Recorder:
                               AnchorReason.OPENED if "runs" in uow._rows else None)
                     if reason is not None:
                         global_head = self._anchor(conn, uow.scope, reason, uow.now)
+            committed = True
         except IntegrityError as exc:
             raise AuditIntegrityError(
                 f"the database refused the audit transaction (scope {uow.scope}): {exc.orig}",
@@ -341,6 +380,9 @@ class Recorder:
         except DBAPIError as exc:
             raise OperationalError(f"audit write failed (scope {uow.scope}): {exc.orig}",
                                    code=AUDIT_WRITE_FAILED) from exc
+        finally:
+            if sealing is not None:  # the subject index entries this unit wrote, if it did
+                sealing.committed(committed)
         if global_head is not None:  # committed: the witness may now move forward
             chain_id, head = global_head
             witness.record(self.landscape.keys_dir, chain_id, head.seq, head.entry_hash)

@@ -60,8 +60,14 @@ payloads = Table(
     Column("size_bytes", Integer, nullable=False),
     Column("data", LargeBinary, nullable=False),
     _ts("created_at"),
+    # Set when ``data`` is AES-GCM ciphertext under this subject key (schema_data_protection);
+    # NULL: stored in clear, as every payload before revision 0006.
+    _key("key_id", nullable=True),
     CheckConstraint("size_bytes >= 0", name="size_nonneg"),
 )
+# Partial: payloads in clear (most, and all without subject_fields) add no index entry.
+Index("ix_payloads_key_id", payloads.c.key_id, sqlite_where=payloads.c.key_id.is_not(None),
+      postgresql_where=payloads.c.key_id.is_not(None))
 
 policy_snapshots = Table(
     "policy_snapshots", metadata,
@@ -399,6 +405,10 @@ from governance_pipeline.landscape.schema_code import code_identities  # noqa: E
 
 from governance_pipeline.landscape.schema_anchors import run_anchors  # noqa: E402
 
+from governance_pipeline.landscape.schema_data_protection import (  # noqa: E402
+    LEDGERED_GLOBAL as _DATA_PROTECTION,
+)
+
 # --- the ledger: a hash chain per scope (a run id, or "global"), sealed by signed checkpoints ----
 ledger_entries = Table(
     "ledger_entries", metadata,
@@ -452,7 +462,7 @@ _RUN_SCOPED = (runs, nodes, edges, rows, tokens, token_parents, node_states, tok
                operations, calls, routing_events, batches, batch_members, artifacts, checkpoints,
                validation_errors, policy_decisions, inflection_points, incidents)
 _GLOBAL = (policy_snapshots, approvals, approval_stages, approval_decisions, approval_delegations,
-           exports, approval_signatures, run_anchors)
+           exports, approval_signatures, run_anchors, *_DATA_PROTECTION)
 
 
 def _spec(table: Table, scope_column: str | None) -> LedgerSpec:

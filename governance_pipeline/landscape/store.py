@@ -14,6 +14,7 @@ from governance_pipeline.landscape import migrate
 from governance_pipeline.landscape.anchors import upgrade_sealing_legacy
 from governance_pipeline.landscape.database import create_landscape_engine
 from governance_pipeline.landscape.keys import Signer, load_or_create_signer
+from governance_pipeline.landscape.sealing import PayloadProtection
 
 
 @dataclass
@@ -42,6 +43,11 @@ class Landscape:
     @cached_property
     def signer(self) -> Signer:
         return load_or_create_signer(self.keys_dir)
+
+    @cached_property
+    def protection(self) -> PayloadProtection:
+        """Sealing and opening of subject payloads (keys derived from a secret in keys_dir)."""
+        return PayloadProtection(self.keys_dir)
 
     def dispose(self) -> None:
         self.engine.dispose()

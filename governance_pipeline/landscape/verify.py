@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -48,6 +48,7 @@ from governance_pipeline.landscape.schema import (
 )
 from governance_pipeline.landscape.verify_anchors import check_anchors, check_witness
 from governance_pipeline.landscape.store import Landscape
+from governance_pipeline.landscape.verify_payloads import PayloadJudge, Redacted
 from governance_pipeline.landscape.verify_chain import (
     CHAIN,
     PAYLOAD,
@@ -72,6 +73,8 @@ class VerifyReport:
     records_checked: int
     payloads_checked: int
     findings: list[Finding]
+    #: Payloads without contents that a purge or erasure accounts for (not findings).
+    redacted: Redacted = field(default_factory=Redacted)
 
     @property
     def ok(self) -> bool:
@@ -82,6 +85,7 @@ class VerifyReport:
             "ok": self.ok, "scopes": list(self.scopes), "entries_checked": self.entries_checked,
             "records_checked": self.records_checked, "payloads_checked": self.payloads_checked,
             "findings": [{**f.as_dict(), "code": _CODES[f.check].code} for f in self.findings],
+            "redacted_payloads": self.redacted.as_dict(),
         }
 
 
@@ -101,19 +105,21 @@ def verify(landscape: Landscape, run_id: str | None = None, *,
                                 details={"run_id": run_id})
         state = Tally()
         chains: dict[str, Chain] = {}
+        judge = PayloadJudge(conn, state, landscape.protection)
         for scope in scopes:
             chain = chains[scope] = check_chain(conn, scope, state)
             check_seals(conn, scope, chain, trusted, state)
             if scope == GLOBAL_SCOPE:
                 check_witness(chain, witnessed, state)
             _check_records(conn, scope, chain.expected, state)
-            _check_payloads(conn, scope, state, with_data=run_id is not None)
+            _check_payloads(conn, scope, judge, with_data=run_id is not None)
         if run_id != GLOBAL_SCOPE:
             check_anchors(conn, chains, state, run_id)
         if run_id is None:
             _check_unowned_records(conn, state)
-            _check_all_payload_bytes(conn, state)
-    return VerifyReport(scopes, state.entries, state.records, state.payloads, state.findings)
+            judge.check_all(conn)
+    return VerifyReport(scopes, state.entries, state.records, state.payloads, state.findings,
+                        judge.redacted)
 
 
 # --- snapshot and scopes ------------------------------------------------------------------------
@@ -254,48 +260,23 @@ def _current_scope(conn: Connection, spec: LedgerSpec, key: str) -> Any:
 
 
 # --- 4. payloads ----------------------------------------------------------------------------------
-def _check_payloads(conn: Connection, scope: str, state: Tally, *, with_data: bool) -> None:
+def _check_payloads(conn: Connection, scope: str, judge: PayloadJudge, *, with_data: bool) -> None:
     """Payloads referenced by ``scope``: present, and (``with_data``) matching their hash."""
     refs = union(
         select(rows.c.source_data_hash.label("ref")).where(rows.c.run_id == scope),
         select(validation_errors.c.raw_payload_hash.label("ref"))
         .where(validation_errors.c.run_id == scope)).subquery()
-    columns = [refs.c.ref, column("content_hash")]
     if with_data:
-        columns += [column("size_bytes"), column("data")]
-    query = select(*columns).select_from(
-        refs.outerjoin(payloads, payloads.c.content_hash == refs.c.ref))
-    if not with_data:  # the whole-database verify checks every payload's bytes once, at the end
-        query = query.where(payloads.c.content_hash.is_(None))
+        query = select(refs.c.ref, *judge.columns()).select_from(
+            judge.joined(refs.outerjoin(payloads, payloads.c.content_hash == refs.c.ref)))
+    else:  # the whole-database verify checks every payload's bytes once, at the end
+        query = select(refs.c.ref, column("content_hash")).select_from(
+            refs.outerjoin(payloads, payloads.c.content_hash == refs.c.ref)
+        ).where(payloads.c.content_hash.is_(None))
     for row in conn.execution_options(yield_per=STREAM).execute(query).mappings():
         if row["content_hash"] is None:
-            state.add(PAYLOAD, "payloads", str(row["ref"]),
-                      "missing: a record of this scope references a payload that is not stored",
-                      scope)
+            judge.state.add(PAYLOAD, "payloads", str(row["ref"]),
+                            "missing: a record of this scope references a payload that is not "
+                            "stored", scope)
         else:
-            _check_payload_row(row, scope, state)
-
-
-def _check_all_payload_bytes(conn: Connection, state: Tally) -> None:
-    query = select(column("content_hash"), column("size_bytes"), column("data")).select_from(
-        payloads)
-    for row in conn.execution_options(yield_per=STREAM).execute(query).mappings():
-        _check_payload_row(row, None, state)
-
-
-def _check_payload_row(row: Any, scope: str | None, state: Tally) -> None:
-    state.payloads += 1
-    if not isinstance(row["data"], (bytes, bytearray, memoryview)):
-        state.add(PAYLOAD, "payloads", str(row["content_hash"]),
-                  f"corrupt: the stored data is {type(row['data']).__name__}, not bytes", scope)
-        return
-    data = bytes(row["data"])
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != row["content_hash"]:
-        state.add(PAYLOAD, "payloads", row["content_hash"],
-                  "corrupt: the stored bytes no longer hash to the payload's content hash",
-                  scope, actual=digest)
-    elif row["size_bytes"] != len(data):
-        state.add(PAYLOAD, "payloads", row["content_hash"],
-                  f"size altered: size_bytes says {row['size_bytes']}, data holds {len(data)}",
-                  scope)
+            judge.judge(row, scope)

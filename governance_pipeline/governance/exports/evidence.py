@@ -25,6 +25,7 @@ from governance_pipeline.contracts.records import (
     TokenOutcome,
 )
 from governance_pipeline.governance.exports import reads, sampling
+from governance_pipeline.governance.exports.data_protection_section import data_protection_info
 from governance_pipeline.governance.exports.models import (
     ArtifactInfo,
     CodeIdentityInfo,
@@ -83,7 +84,8 @@ def build_evidence(landscape: Landscape, run_id: str, *, sample_size: int = 25,
                 .order_by(incidents.c.detected_at, incidents.c.incident_id)).mappings()],
             artifacts=_artifacts(conn, run_id), approvals=reads.approvals_for_run(conn, run_id),
             lineage_sample=sample, lineage=_lineage(conn, run_id, sample.drawn),
-            code_manifest=_code_manifest(conn, run_id))
+            code_manifest=_code_manifest(conn, run_id),
+            data_protection=data_protection_info(conn, run))
 
 
 def _code_manifest(conn: Connection, run_id: str) -> CodeManifestInfo | None:

@@ -16,6 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from governance_pipeline.governance.exports.models_data_protection import DataProtectionInfo
+
 SCHEMA_VERSION = 1
 
 #: (table, record key as the ledger writes it, ledger scope)
@@ -264,6 +266,9 @@ class EvidenceBundle(_Model):
     code_manifest: CodeManifestInfo | None = Field(
         default=None, description="The code each node ran; None for runs recorded before "
                                   "code identities existed.")
+    data_protection: DataProtectionInfo = Field(
+        default_factory=DataProtectionInfo,
+        description="Erasures, purges and legal holds that concern the run.")
 
     def sampled_records(self) -> list[SampledRecord]:
         return [("rows", item.row_id, self.run.run_id) for item in self.lineage]

@@ -169,6 +169,33 @@ def _evidence(b: EvidenceBundle) -> list[Flowable]:
                   [[x.row_index, lines(f"{x.row_id}\n{x.source_data_hash}", limit=CELL),
                     lines("\n".join(x.outcomes), limit=CELL)] for x in b.lineage],
                   [0.06, 0.52, 0.42])]
+    out += [_section(11, "Data protection"), *_data_protection(b)]
+    return out
+
+
+def _data_protection(b: EvidenceBundle) -> list[Flowable]:
+    dp = b.data_protection
+    retention = ", ".join(f"{k} {v}" for k, v in dp.retention.items()) or "not declared"
+    out: list[Flowable] = [facts([
+        ("Subject fields", ", ".join(dp.subject_fields) or "none declared"),
+        ("Retention", retention)])]
+    out += [Spacer(1, 4), para("Erasures (crypto-shredded: data keys destroyed):"),
+            table(["Erasure", "When", "By", "Reason", "What", "Payloads"],
+                  [[e.erasure_id, e.at, e.actor, e.reason,
+                    f"{e.field_name} = HMAC {e.value_hmac}" if e.selector == "subject"
+                    else f"run {e.run_id} row {e.row_index}",
+                    f"{e.payload_count} erased ({e.row_count} rows)"] for e in dp.erasures],
+                  [0.18, 0.14, 0.1, 0.16, 0.28, 0.14], mono=(0,))]
+    out += [Spacer(1, 4), para("Purges (payload contents removed past retention):"),
+            table(["Purge", "When", "By", "Scope", "Retention", "Payloads"],
+                  [[p.purge_id, p.at, p.actor, p.scope, f"{p.retention_days} days",
+                    p.payload_count] for p in dp.purges],
+                  [0.26, 0.2, 0.14, 0.12, 0.14, 0.14], mono=(0,))]
+    out += [Spacer(1, 4), para("Legal holds:"),
+            table(["Hold", "Target", "Placed", "Reason", "Released"],
+                  [[h.hold_id, h.target, f"{h.placed_at} by {h.placed_by}", h.reason,
+                    f"{h.released_at} by {h.released_by}" if h.released_at else "active"]
+                   for h in dp.holds], [0.22, 0.2, 0.22, 0.18, 0.18], mono=(0,))]
     return out
 
 

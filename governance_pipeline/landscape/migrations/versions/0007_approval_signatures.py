@@ -5,7 +5,7 @@ decision taken under a signed ladder (docs/approvals.md#signed-decisions). Addit
 table changes, and decisions made before this revision simply have no signature row.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from alembic import op
 
 
 revision = '0007'
-down_revision = '0005'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,1 @@
+"""Data protection: retention and purge, legal holds, erasure by subject (docs/data_protection.md)."""
