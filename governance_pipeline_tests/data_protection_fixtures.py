@@ -14,7 +14,7 @@ from sqlalchemy import select
 from governance_pipeline.contracts.clock import ManualClock
 from governance_pipeline.engine.config import load_pipeline
 from governance_pipeline.engine.runner import Runner
-from governance_pipeline.landscape.schema import metadata
+from governance_pipeline.landscape.schema import GLOBAL_SCOPE, metadata
 from governance_pipeline.landscape.store import Landscape
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,3 +70,23 @@ def snapshot(landscape: Landscape) -> dict[str, list[tuple[Any, ...]]]:
                           for v in row) for row in conn.execute(select(table))]
             out[table.name] = sorted(rows, key=repr)
     return out
+
+
+#: What a refused (or no-op) operator action adds: its operator-log entry, in the global chain.
+_OPERATOR_TRAIL = frozenset({"operator_events", "ledger_entries", "ledger_seals"})
+
+
+def state_snapshot(landscape: Landscape) -> dict[str, list[tuple[Any, ...]]]:
+    """``snapshot`` less the global scope's operator log and the chain entries and seals that
+    record it: equal state snapshots, nothing changed but the operator log's own entries."""
+    out: dict[str, list[tuple[Any, ...]]] = {}
+    with landscape.engine.connect() as conn:
+        for table in metadata.sorted_tables:
+            query = select(table)
+            if table.name in _OPERATOR_TRAIL:
+                query = query.where(table.c.scope != GLOBAL_SCOPE)
+            rows = [tuple(bytes(v).hex() if isinstance(v, (bytes, memoryview)) else v
+                          for v in row) for row in conn.execute(query)]
+            out[table.name] = sorted(rows, key=repr)
+    return out
+

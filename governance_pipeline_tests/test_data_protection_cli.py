@@ -21,7 +21,7 @@ from governance_pipeline.landscape.store import Landscape
 from governance_pipeline_tests.data_protection_fixtures import (
     claims_pipeline,
     run_claims,
-    snapshot,
+    state_snapshot,
 )
 
 CLI = Path(sys.executable).with_name("governance-pipeline")
@@ -121,12 +121,12 @@ def test_bad_input_exits_with_code_and_fix_and_changes_nothing(
     _, env = recorded
     landscape = Landscape.open(db_url, tmp_path / "keys")
     try:
-        before = snapshot(landscape)
+        before = state_snapshot(landscape)
         proc = cli({**env, **extra_env}, *args, code=code)
         assert f"error {error}:" in proc.stderr and "\nfix: " in proc.stderr
         assert "Traceback" not in proc.stderr
         problem = cli({**env, **extra_env}, *args, "--json", code=code)
         assert problem["code"] == error and problem["fix"]
-        assert snapshot(landscape) == before
+        assert state_snapshot(landscape) == before
     finally:
         landscape.dispose()

@@ -32,7 +32,7 @@ from governance_pipeline_tests.data_protection_fixtures import (
     CLAIMS,
     claims_pipeline,
     run_claims,
-    snapshot,
+    state_snapshot,
 )
 
 
@@ -161,23 +161,23 @@ def test_bad_erase_input_is_refused_and_changes_nothing(
     run_id = run_claims(landscape, clock, claims_pipeline(tmp_path, subject_fields=["customer"]))
     if selector.keys() == {"row_index"}:
         selector = {**selector, "run_id": run_id}
-    before = snapshot(landscape)
+    before = state_snapshot(landscape)
     with pytest.raises(GovernanceError) as refused:
         erase(landscape, actor="dpo", reason="r", **selector)  # type: ignore[arg-type]
     assert refused.value.code.code == code and refused.value.code.fix
-    assert snapshot(landscape) == before
+    assert state_snapshot(landscape) == before
 
 
 def test_erasing_twice_is_refused_and_changes_nothing(
         landscape: Landscape, clock: ManualClock, tmp_path: Path) -> None:
     run_claims(landscape, clock, claims_pipeline(tmp_path, subject_fields=["customer"]))
     first = erase(landscape, actor="dpo", reason="r1", field="customer", value="customer-2")
-    before = snapshot(landscape)
+    before = state_snapshot(landscape)
     with pytest.raises(GovernanceError) as refused:
         erase(landscape, actor="dpo", reason="r2", field="customer", value="customer-2")
     assert refused.value.code.code == "GP-ERASE-004"
     assert first.record.erasure_id in refused.value.message
-    assert snapshot(landscape) == before
+    assert state_snapshot(landscape) == before
 
 
 def test_a_key_destroyed_without_an_erasure_is_a_finding(

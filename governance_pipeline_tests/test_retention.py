@@ -44,7 +44,7 @@ from governance_pipeline_tests.data_protection_fixtures import (
     DAY,
     claims_pipeline,
     run_claims,
-    snapshot,
+    state_snapshot,
 )
 
 FLOOR = RetentionDefaults(payloads_days=None, runs_days=None, floor_days=183)
@@ -102,10 +102,10 @@ def test_nothing_is_purged_inside_retention(landscape: Landscape, clock: ManualC
                                             tmp_path: Path) -> None:
     run_id = _run(landscape, clock, tmp_path)
     clock.advance(199 * DAY)
-    before = snapshot(landscape)
+    before = state_snapshot(landscape)
     done = purge(landscape, actor="ops", defaults=FLOOR)
     assert done.runs == [] and done.purge_id is None
-    assert snapshot(landscape) == before
+    assert state_snapshot(landscape) == before
     load_payload(landscape, _source(landscape, run_id))
 
 
@@ -125,13 +125,13 @@ def test_retention_under_the_floor_is_refused_and_changes_nothing(
         landscape: Landscape, clock: ManualClock, tmp_path: Path) -> None:
     _run(landscape, clock, tmp_path, retention={"payloads": "100d"})
     clock.advance(101 * DAY)
-    before = snapshot(landscape)
+    before = state_snapshot(landscape)
     for attempt in (plan_purge, lambda ls, **kw: purge(ls, actor="ops", **kw)):
         with pytest.raises(GovernanceError) as refused:
             attempt(landscape, defaults=FLOOR)
         assert refused.value.code.code == "GP-RETENTION-002"
         assert "100 days is under the floor of 183 days" in refused.value.message
-    assert snapshot(landscape) == before
+    assert state_snapshot(landscape) == before
     lowered = RetentionDefaults(None, None, floor_days=90)  # the twin: a lower floor purges
     assert purge(landscape, actor="ops", defaults=lowered).purge_id is not None
 
@@ -200,24 +200,24 @@ def test_a_hold_on_an_incident_holds_its_run(landscape: Landscape, clock: Manual
 ])
 def test_holding_an_unknown_target_is_refused(landscape: Landscape, kind: HoldTarget,
                                               target: str, code: str) -> None:
-    before = snapshot(landscape)
+    before = state_snapshot(landscape)
     with pytest.raises(GovernanceError) as refused:
         place_hold(landscape, kind, target, actor="legal", reason="x")
-    assert refused.value.code.code == code and snapshot(landscape) == before
+    assert refused.value.code.code == code and state_snapshot(landscape) == before
     with pytest.raises(GovernanceError) as release:
         release_hold(landscape, "hold_missing", actor="legal", reason="x")
-    assert release.value.code.code == "GP-RETENTION-004" and snapshot(landscape) == before
+    assert release.value.code.code == "GP-RETENTION-004" and state_snapshot(landscape) == before
 
 
 def test_purging_an_unknown_run_is_refused_and_changes_nothing(
         landscape: Landscape, clock: ManualClock, tmp_path: Path) -> None:
     _run(landscape, clock, tmp_path)
     clock.advance(201 * DAY)
-    before = snapshot(landscape)
+    before = state_snapshot(landscape)
     with pytest.raises(GovernanceError) as refused:
         purge(landscape, actor="ops", run_id="run_missing", defaults=FLOOR)
     assert refused.value.code.code == "GP-RETENTION-003" and refused.value.code.fix
-    assert snapshot(landscape) == before
+    assert state_snapshot(landscape) == before
 
 
 def test_a_run_that_does_not_verify_is_not_purged(landscape: Landscape, clock: ManualClock,
@@ -229,11 +229,11 @@ def test_a_run_that_does_not_verify_is_not_purged(landscape: Landscape, clock: M
         conn.execute(update(node_states).where(node_states.c.state_id == state)
                      .values(duration_ms=123456.0))
     clock.advance(201 * DAY)
-    before = snapshot(landscape)
+    before = state_snapshot(landscape)
     with pytest.raises(GovernanceError) as refused:
         purge(landscape, actor="ops", defaults=FLOOR)
     assert refused.value.code.code == "GP-RETENTION-006" and run_id in refused.value.message
-    assert snapshot(landscape) == before
+    assert state_snapshot(landscape) == before
 
 
 def test_a_payload_shared_with_a_retained_run_is_kept(landscape: Landscape, clock: ManualClock,

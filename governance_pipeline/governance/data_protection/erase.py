@@ -35,6 +35,11 @@ from governance_pipeline.contracts.errors import (
 )
 from governance_pipeline.contracts.ids import new_id
 from governance_pipeline.governance.data_protection.purge import digest_of
+from governance_pipeline.governance.operator_log import (
+    OperatorAction,
+    OperatorActionScope,
+    operator_action,
+)
 from governance_pipeline.landscape.queries import reading
 from governance_pipeline.landscape.recorder import Recorder
 from governance_pipeline.landscape.schema import (
@@ -157,6 +162,18 @@ def _target(conn: Connection, keys: list[str], clear_candidates: set[str]) -> Er
 def erase(landscape: Landscape, *, actor: str, reason: str, field: str | None = None,
           value: str | None = None, run_id: str | None = None,
           row_index: int | None = None) -> ErasureResult:
+    """Crypto-shred a subject (``field`` = ``value``) or one row; the erasure (or its refusal) is
+    an operator-log entry, in the erasure's own transaction when it writes one. The value itself
+    is never logged: the entry names the field and, once known, the value's keyed HMAC."""
+    with operator_action(landscape, action=OperatorAction.ERASE, actor=actor, subject=run_id,
+                         inputs={"field": field, "run_id": run_id, "row_index": row_index}) as act:
+        return _erase(landscape, act, actor=actor, reason=reason, field=field, value=value,
+                      run_id=run_id, row_index=row_index)
+
+
+def _erase(landscape: Landscape, act: OperatorActionScope, *, actor: str, reason: str,
+           field: str | None, value: str | None, run_id: str | None,
+           row_index: int | None) -> ErasureResult:
     by_subject = field is not None or value is not None
     by_row = run_id is not None or row_index is not None
     if by_subject == by_row or (by_subject and (field is None or value is None)) or (
@@ -194,6 +211,9 @@ def erase(landscape: Landscape, *, actor: str, reason: str, field: str | None = 
         for content_hash in target.clear_payloads:
             uow.add(PayloadRedaction(content_hash, RedactionAction.ERASED, erasure_id, uow.now))
         uow.effect(lambda conn: _destroy(conn, target, erasure_id, uow.now))
+        act.inputs.update(erasure_id=erasure_id, value_hmac=value_hmac,
+                          keys=len(target.live_keys), payloads=len(target.payloads))
+        act.record_in(uow)
     landscape.protection.forget(target.live_keys)
     return ErasureResult(record)
 

@@ -16,6 +16,11 @@ from governance_pipeline.contracts.errors import (
     NotFoundError,
 )
 from governance_pipeline.contracts.ids import new_id
+from governance_pipeline.governance.operator_log import (
+    OperatorAction,
+    OperatorActionScope,
+    operator_action,
+)
 from governance_pipeline.landscape.queries import Source, reading
 from governance_pipeline.landscape.recorder import Recorder
 from governance_pipeline.landscape.schema import GLOBAL_SCOPE, incidents, runs
@@ -31,6 +36,15 @@ def _target_exists(conn: Connection, kind: HoldTarget, target_id: str) -> bool:
 
 def place_hold(landscape: Landscape, kind: HoldTarget, target_id: str, *, actor: str,
                reason: str) -> LegalHold:
+    """Place a legal hold; the hold (or its refusal) is an operator-log entry."""
+    with operator_action(landscape, action=OperatorAction.LEGAL_HOLD, actor=actor,
+                         subject=target_id, inputs={"operation": "add", "target_kind": kind.value,
+                                                    "target_id": target_id}) as act:
+        return _place_hold(landscape, act, kind, target_id, actor=actor, reason=reason)
+
+
+def _place_hold(landscape: Landscape, act: OperatorActionScope, kind: HoldTarget,
+                target_id: str, *, actor: str, reason: str) -> LegalHold:
     if not reason.strip():
         raise ConfigError("a legal hold needs a reason (--reason TEXT)")
     with reading(landscape) as conn:
@@ -43,10 +57,21 @@ def place_hold(landscape: Landscape, kind: HoldTarget, target_id: str, *, actor:
         hold = LegalHold(new_id("hold_"), kind, target_id, reason, actor, uow.now,
                          None, None, None)
         uow.add(hold)
+        act.inputs["hold_id"] = hold.hold_id
+        act.record_in(uow)
     return hold
 
 
 def release_hold(landscape: Landscape, hold_id: str, *, actor: str, reason: str) -> LegalHold:
+    """Release a legal hold; the release (or its refusal) is an operator-log entry."""
+    with operator_action(landscape, action=OperatorAction.LEGAL_HOLD, actor=actor,
+                         subject=hold_id, inputs={"operation": "remove",
+                                                  "hold_id": hold_id}) as act:
+        return _release_hold(landscape, act, hold_id, actor=actor, reason=reason)
+
+
+def _release_hold(landscape: Landscape, act: OperatorActionScope, hold_id: str, *, actor: str,
+                  reason: str) -> LegalHold:
     if not reason.strip():
         raise ConfigError("releasing a legal hold needs a reason (--reason TEXT)")
     with reading(landscape) as conn:
@@ -60,6 +85,7 @@ def release_hold(landscape: Landscape, hold_id: str, *, actor: str, reason: str)
         uow.update("legal_holds", {"hold_id": hold_id},
                    {"released_by": actor, "release_reason": reason, "released_at": uow.now},
                    expect={"released_at": None})
+        act.record_in(uow)
         released = uow.now
     held = LegalHold.from_row(row)
     return LegalHold(held.hold_id, held.target_kind, held.target_id, held.reason,

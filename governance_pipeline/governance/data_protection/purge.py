@@ -43,6 +43,11 @@ from governance_pipeline.governance.data_protection.retention import (
     RetentionDefaults,
     run_retention,
 )
+from governance_pipeline.governance.operator_log import (
+    OperatorAction,
+    OperatorActionScope,
+    operator_action,
+)
 from governance_pipeline.landscape import ledger
 from governance_pipeline.landscape.queries import reading
 from governance_pipeline.landscape.recorder import Recorder
@@ -189,9 +194,18 @@ def purge(landscape: Landscape, *, actor: str, reason: str | None = None,
           run_id: str | None = None, defaults: RetentionDefaults | None = None) -> PurgePlan:
     """Carry out the purge ``plan_purge`` describes; returns the plan with its purge id.
 
-    With nothing due, nothing is written. The run(s) are verified first: a purge never removes
-    the evidence of tampering.
+    With nothing due, nothing but the operator-log entry is written. The run(s) are verified
+    first: a purge never removes the evidence of tampering. The purge (or its refusal) is an
+    operator-log entry, in the purge's own transaction when it writes one.
     """
+    with operator_action(landscape, action=OperatorAction.PURGE, actor=actor, subject=run_id,
+                         inputs={"run_id": run_id}) as act:
+        return _purge(landscape, act, actor=actor, reason=reason, run_id=run_id,
+                      defaults=defaults)
+
+
+def _purge(landscape: Landscape, act: OperatorActionScope, *, actor: str, reason: str | None,
+           run_id: str | None, defaults: RetentionDefaults | None) -> PurgePlan:
     from governance_pipeline.landscape.verify import verify  # verify reads the whole landscape
 
     plan = plan_purge(landscape, run_id=run_id, defaults=defaults)
@@ -217,6 +231,10 @@ def purge(landscape: Landscape, *, actor: str, reason: str | None = None,
         for content_hash in plan.payload_hashes:
             uow.add(PayloadRedaction(content_hash, RedactionAction.PURGED, purge_id, uow.now))
         uow.effect(lambda conn: _blank(conn, plan, {r.run_id for r in plan.runs}))
+        act.inputs.update(purge_id=purge_id, runs=len(plan.runs),
+                          payloads=len(plan.payload_hashes),
+                          payloads_digest=digest_of(plan.payload_hashes))
+        act.record_in(uow)
     return PurgePlan(plan.at, plan.floor_days, plan.runs, plan.held, plan.payload_hashes,
                      purge_id, dry_run=False)
 
