@@ -53,7 +53,7 @@ def validate_cmd(state: CliState, pipeline: Path, record: bool) -> int:
     preview = preview_policy(config, base_dir)
     ctx = RunContext.build("validate", config, base_dir, SYSTEM_CLOCK, policy=preview)
     if record:
-        with open_landscape(state.settings()) as landscape:
+        with open_landscape(state.settings(), create=True) as landscape:
             record_validation(landscape, validation, tenant_id=config.tenant)
     rejected = rejection(validation) if validation.outcome is Outcome.REJECT else None
     doc = {"file": str(pipeline), "valid": rejected is None, "pipeline": config.name,
@@ -125,7 +125,8 @@ def _run_job(state: CliState, path: Path, *, executor: str,
                               log_level="WARNING" if state.json else "INFO",
                               policy_mode=policy_mode, approval_token=approval_token,
                               actor=default_actor())
-    with open_landscape(settings) as landscape, local.open_instance(settings) as instance:
+    with open_landscape(settings, create=resume_run_id is None) as landscape, \
+            local.open_instance(settings) as instance:
         job_run, result = local.execute_pipeline(instance, path, config,
                                                  tags={"governance/launched_by": "cli"})
         state.note(f"Dagster run {job_run.dagster_run_id} (Landscape run "

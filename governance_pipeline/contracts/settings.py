@@ -26,7 +26,9 @@ class Settings:
         home = Path(env.get("GOVERNANCE_HOME") or "./.governance").expanduser().resolve()
         db_url = env.get("GOVERNANCE_DB_URL") or f"sqlite:///{home / 'landscape.db'}"
         if "://" not in db_url:
-            raise ConfigError(f"GOVERNANCE_DB_URL is not a database URL: {db_url!r}",
+            hint = (f" (did you mean {db_url.replace(':/', ':///', 1)!r}?)"
+                    if ":/" in db_url else "")
+            raise ConfigError(f"GOVERNANCE_DB_URL is not a database URL: {db_url!r}{hint}",
                               code=ENV_INVALID)
         pipelines = Path(env.get("GOVERNANCE_PIPELINES_DIR") or "./examples/pipelines").resolve()
         dagster_home = Path(env.get("DAGSTER_HOME") or home / "dagster").resolve()

@@ -4,19 +4,34 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+import re
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from governance_pipeline.contracts.errors import (
     DATABASE_UNAVAILABLE,
     ENV_INVALID,
     ConfigError,
+    ExitCode,
     OperationalError,
+    register,
 )
+
+SQLITE_URL_MISPLACED = register(
+    "GP-CONFIG-003", "The SQLite URL names no database file",
+    "A SQLite URL has three slashes before a relative path and four before an absolute one: "
+    "sqlite:///landscape.db, sqlite:////var/lib/gp/landscape.db. `sqlite://name` and "
+    "`sqlite://` open an empty in-memory database that is lost at exit.",
+    ExitCode.INVALID_INPUT)
+
+#: Spellings of the dialects people mistype, with the one they meant.
+_DIALECT_TYPOS = {"postgre": "postgresql", "postgress": "postgresql", "postgressql": "postgresql",
+                  "psql": "postgresql", "pg": "postgresql", "pgsql": "postgresql",
+                  "sqlite3": "sqlite", "sqllite": "sqlite", "slqite": "sqlite"}
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 WRITE_OPTION = "landscape_write"
@@ -30,11 +45,42 @@ def normalize_url(url: str | URL) -> URL:
     """
     try:
         parsed = make_url(url) if isinstance(url, str) else url
-    except ArgumentError as exc:
-        raise ConfigError(f"invalid database URL: {exc}", code=ENV_INVALID) from exc
+    except (ArgumentError, ValueError) as exc:
+        hint = ""
+        if isinstance(url, str) and re.match(r"^[a-z+]+:/[^/]", url):
+            hint = f" (did you mean {url.replace(':/', ':///', 1)!r}?)"
+        raise ConfigError(f"invalid database URL: {exc}{hint}", code=ENV_INVALID) from exc
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed
+
+
+def landscape_url(url: str | URL) -> URL:
+    """The Landscape's URL, normalised; a typo that would open some other, empty database (an
+    unknown dialect, a SQLite URL without a file) is refused instead."""
+    parsed = normalize_url(url)
+    try:
+        parsed.get_dialect()
+    except NoSuchModuleError as exc:
+        meant = _DIALECT_TYPOS.get(parsed.get_backend_name())
+        hint = f"; did you mean {meant}://?" if meant else ""
+        raise ConfigError(f"unknown database dialect {parsed.drivername!r}{hint} (supported: "
+                          "sqlite:///PATH, postgresql://USER@HOST/DB)", code=ENV_INVALID) from exc
+    if parsed.get_backend_name() == "sqlite" and (parsed.host or not parsed.database
+                                                  or parsed.database == ":memory:"):
+        raise ConfigError(f"SQLite URL {parsed.render_as_string(hide_password=True)!r} opens an "
+                          "in-memory database" + (f" (the host part {parsed.host!r} is ignored)"
+                                                  if parsed.host else "")
+                          + ", not a Landscape file", code=SQLITE_URL_MISPLACED)
+    return parsed
+
+
+def sqlite_file(url: str | URL) -> Path | None:
+    """The database file of a SQLite Landscape URL (None for any other backend)."""
+    parsed = landscape_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    return Path(str(parsed.database))
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -59,7 +105,7 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 def create_landscape_engine(url: str | URL) -> Engine:
-    parsed = normalize_url(url)
+    parsed = landscape_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)

@@ -9,10 +9,41 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from governance_pipeline.contracts.clock import SYSTEM_CLOCK, Clock
+from governance_pipeline.contracts.errors import ConfigError, ExitCode, register
 from governance_pipeline.contracts.settings import Settings
 from governance_pipeline.landscape import migrate
-from governance_pipeline.landscape.database import create_landscape_engine
+from governance_pipeline.landscape.database import (
+    create_landscape_engine,
+    landscape_url,
+    sqlite_file,
+)
 from governance_pipeline.landscape.keys import Signer, load_or_create_signer
+
+
+LANDSCAPE_MISSING = register(
+    "GP-DB-005", "No Landscape at this database URL",
+    "Check GOVERNANCE_DB_URL and GOVERNANCE_HOME: they must name the existing audit database "
+    "(a mistyped path would be a new, empty one). To start a new Landscape run "
+    "`governance-pipeline db upgrade` (or `run`, `demo`), which create it.",
+    ExitCode.INVALID_INPUT)
+
+
+def _refuse_missing(url: str) -> None:
+    """A command that reads an existing Landscape must not create one at a mistyped path."""
+    path = sqlite_file(url)
+    shown = landscape_url(url).render_as_string(hide_password=True)
+    if path is not None and not path.is_file():
+        what = "is a directory" if path.is_dir() else "does not exist"
+        raise ConfigError(f"no Landscape at {shown}: the SQLite file {path} {what}",
+                          code=LANDSCAPE_MISSING, details={"db_url": shown})
+
+
+def _refuse_schemaless(engine: Engine, url: str) -> None:
+    if migrate.current_revision(engine) is None:
+        shown = landscape_url(url).render_as_string(hide_password=True)
+        raise ConfigError(f"no Landscape at {shown}: the database has no Landscape schema "
+                          "(no alembic_version)", code=LANDSCAPE_MISSING,
+                          details={"db_url": shown})
 
 
 @dataclass
@@ -23,9 +54,21 @@ class Landscape:
 
     @classmethod
     def open(cls, url: str, keys_dir: Path, *, clock: Clock = SYSTEM_CLOCK,
-             upgrade: bool = True) -> Landscape:
-        """Open the database at ``url``; a new or outdated database is brought to the head."""
+             upgrade: bool = True, create: bool = True) -> Landscape:
+        """Open the database at ``url``; a new or outdated database is brought to the head.
+
+        ``create=False``: the Landscape must exist already (a SQLite file, or a database with
+        the Landscape schema); otherwise ``LANDSCAPE_MISSING`` and nothing is created.
+        """
+        if not create:
+            _refuse_missing(url)
         engine = create_landscape_engine(url)
+        if not create:
+            try:
+                _refuse_schemaless(engine, url)
+            except ConfigError:
+                engine.dispose()
+                raise
         if upgrade:
             if migrate.current_revision(engine) != migrate.head_revision():
                 migrate.upgrade(engine)
@@ -35,8 +78,9 @@ class Landscape:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, clock: Clock = SYSTEM_CLOCK,
-                      upgrade: bool = True) -> Landscape:
-        return cls.open(settings.db_url, settings.keys_dir, clock=clock, upgrade=upgrade)
+                      upgrade: bool = True, create: bool = True) -> Landscape:
+        return cls.open(settings.db_url, settings.keys_dir, clock=clock, upgrade=upgrade,
+                        create=create)
 
     @cached_property
     def signer(self) -> Signer:
