@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -32,10 +34,24 @@ def _refuse_missing(url: str) -> None:
     """A command that reads an existing Landscape must not create one at a mistyped path."""
     path = sqlite_file(url)
     shown = landscape_url(url).render_as_string(hide_password=True)
-    if path is not None and not path.is_file():
+    if path is None:
+        return
+    if not path.is_file():
         what = "is a directory" if path.is_dir() else "does not exist"
         raise ConfigError(f"no Landscape at {shown}: the SQLite file {path} {what}",
                           code=LANDSCAPE_MISSING, details={"db_url": shown})
+    # Read-only and outside the Landscape engine, whose connect pragmas (WAL) would write.
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+            found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                                 "name = 'alembic_version'").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise ConfigError(f"no Landscape at {shown}: {path} is not a SQLite database ({exc})",
+                          code=LANDSCAPE_MISSING, details={"db_url": shown}) from exc
+    if found is None:
+        raise ConfigError(f"no Landscape at {shown}: the database has no Landscape schema "
+                          "(no alembic_version)", code=LANDSCAPE_MISSING,
+                          details={"db_url": shown})
 
 
 def _refuse_schemaless(engine: Engine, url: str) -> None:
