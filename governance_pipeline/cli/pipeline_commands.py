@@ -21,6 +21,7 @@ from governance_pipeline.contracts.errors import ConfigError, ExitCode
 from governance_pipeline.contracts.records import Run
 from governance_pipeline.contracts.settings import Settings
 from governance_pipeline.engine.config import PipelineConfig, load_pipeline
+from governance_pipeline.engine.confinement import check_sink_paths
 from governance_pipeline.engine.context import RunContext
 from governance_pipeline.engine.runner import RunResult, config_hash
 from governance_pipeline.governance.ir.record import record_validation
@@ -52,6 +53,7 @@ def validate_cmd(state: CliState, pipeline: Path, record: bool) -> int:
     base_dir = pipeline.resolve().parent
     preview = preview_policy(config, base_dir)
     ctx = RunContext.build("validate", config, base_dir, SYSTEM_CLOCK, policy=preview)
+    check_sink_paths(config, pipeline.resolve(), state.settings())
     if record:
         with open_landscape(state.settings(), create=True) as landscape:
             record_validation(landscape, validation, tenant_id=config.tenant)

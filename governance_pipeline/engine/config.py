@@ -153,6 +153,12 @@ class SinkConfig(_Model):
     external: bool = False
 
 
+class OutputsConfig(_Model):
+    #: Directories (relative to the pipeline file) that every sink output must lie in; they
+    #: replace the default roots (docs/sinks.md#where-sinks-may-write).
+    roots: list[str] = Field(min_length=1)
+
+
 class PipelineConfig(_Model):
     name: Name
     tenant: str = Field(default="default", min_length=1, max_length=128)
@@ -170,6 +176,8 @@ class PipelineConfig(_Model):
     #: Name of the approval ladder a run or export of this pipeline goes through, if not the
     #: default ladder for its risk tier.
     approval_ladder: str | None = None
+    #: Where sinks may write (``outputs.roots``); unset: the default roots.
+    outputs: OutputsConfig | None = None
 
     @field_validator("nodes")
     @classmethod
@@ -183,7 +191,11 @@ class PipelineConfig(_Model):
 
     def canonical(self) -> dict[str, Any]:
         """The definition as hashed into ``config_hash``: defaults filled in, aliases used."""
-        return self.model_dump(mode="json", by_alias=True)
+        doc = self.model_dump(mode="json", by_alias=True)
+        if self.outputs is None:
+            # Absent, it leaves the hash of every pipeline written before it existed unchanged.
+            doc.pop("outputs")
+        return doc
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:

@@ -39,6 +39,7 @@ from governance_pipeline.contracts.clock import SYSTEM_CLOCK
 from governance_pipeline.contracts.errors import GovernanceError
 from governance_pipeline.contracts.settings import Settings
 from governance_pipeline.engine.config import PipelineConfig, load_pipeline
+from governance_pipeline.engine.confinement import check_sink_paths
 from governance_pipeline.engine.context import RunContext
 from governance_pipeline.governance.policy.runtime import preview_policy
 from governance_pipeline.orchestration.jobs import build_pipeline_job, job_name
@@ -76,6 +77,7 @@ def validate_file(path: Path, env: Mapping[str, str]) -> tuple[PipelineConfig | 
         config = load_pipeline(path, env=env)
         RunContext.build("validate", config, path.parent, SYSTEM_CLOCK,
                          policy=preview_policy(config, path.parent, env=env))
+        check_sink_paths(config, path, Settings.from_env(dict(env)), env)
     except GovernanceError as exc:
         return None, f"{exc.code.code}: {exc.message}"
     except OSError as exc:
