@@ -148,8 +148,8 @@ class Confinement:
                 return f"is under {tree}"
         try:
             mode = os.stat(real).st_mode
-        except FileNotFoundError:
-            return None
+        except (FileNotFoundError, NotADirectoryError):
+            return None  # nothing there yet (or a file in the way: the write names that)
         except OSError as exc:
             return f"cannot be inspected ({exc.strerror})"
         if stat.S_ISREG(mode):

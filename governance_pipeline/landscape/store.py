@@ -19,7 +19,13 @@ from governance_pipeline.landscape.database import (
     landscape_url,
     sqlite_file,
 )
-from governance_pipeline.landscape.keys import Signer, load_or_create_signer
+from governance_pipeline.landscape.keys import Signer
+from governance_pipeline.landscape.trust import (
+    TrustedKey,
+    default_trust_file,
+    load_or_create_pinned_signer,
+    pinned_key,
+)
 
 
 LANDSCAPE_MISSING = register(
@@ -67,10 +73,13 @@ class Landscape:
     engine: Engine
     keys_dir: Path
     clock: Clock = field(default=SYSTEM_CLOCK)
+    #: Where the verify key is pinned (default: next to keys/, i.e. $GOVERNANCE_HOME).
+    trust_file: Path | None = None
 
     @classmethod
     def open(cls, url: str, keys_dir: Path, *, clock: Clock = SYSTEM_CLOCK,
-             upgrade: bool = True, create: bool = True) -> Landscape:
+             upgrade: bool = True, create: bool = True,
+             trust_file: Path | None = None) -> Landscape:
         """Open the database at ``url``; a new or outdated database is brought to the head.
 
         ``create=False``: the Landscape must exist already (a SQLite file, or a database with
@@ -90,17 +99,27 @@ class Landscape:
                 migrate.upgrade(engine)
         else:
             migrate.require_head(engine)
-        return cls(engine=engine, keys_dir=keys_dir, clock=clock)
+        return cls(engine=engine, keys_dir=keys_dir, clock=clock, trust_file=trust_file)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, clock: Clock = SYSTEM_CLOCK,
                       upgrade: bool = True, create: bool = True) -> Landscape:
         return cls.open(settings.db_url, settings.keys_dir, clock=clock, upgrade=upgrade,
-                        create=create)
+                        create=create, trust_file=settings.trust_file)
+
+    @property
+    def trust_path(self) -> Path:
+        return self.trust_file or default_trust_file(self.keys_dir)
 
     @cached_property
     def signer(self) -> Signer:
-        return load_or_create_signer(self.keys_dir)
+        return load_or_create_pinned_signer(self.keys_dir, self.trust_path)
+
+    def trusted_key(self) -> TrustedKey:
+        """The key seals must be made by: the pinned one, never the key file as such."""
+        if not self.trust_path.exists():
+            _ = self.signer  # a home without a key creates (and so pins) its first one now
+        return pinned_key(self.trust_path, self.keys_dir)
 
     def dispose(self) -> None:
         self.engine.dispose()
