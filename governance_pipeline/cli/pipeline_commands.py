@@ -126,7 +126,7 @@ def _run_job(state: CliState, path: Path, *, executor: str,
     config = local.run_config(resume_run_id=resume_run_id, executor=executor,
                               log_level="WARNING" if state.json else "INFO",
                               policy_mode=policy_mode, approval_token=approval_token,
-                              actor=default_actor())
+                              actor=default_actor(), tracebacks=state.debug)
     with open_landscape(settings, create=resume_run_id is None) as landscape, \
             local.open_instance(settings) as instance:
         job_run, result = local.execute_pipeline(instance, path, config,

@@ -257,6 +257,9 @@ def load_pipeline(path: Path, env: Mapping[str, str] | None = None) -> PipelineC
     except OSError as exc:
         raise ConfigError(f"cannot read pipeline file {path}: {exc.strerror}",
                           details={"file": str(path)}) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: a pipeline file is UTF-8 text; byte {exc.start} is not "
+                          f"({exc.reason})", details={"file": str(path)}) from exc
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from governance_pipeline.contracts.errors import (
     DATABASE_UNAVAILABLE,
     ENV_INVALID,
     ConfigError,
+    ErrorCode,
     ExitCode,
     OperationalError,
     register,
@@ -28,12 +30,44 @@ SQLITE_URL_MISPLACED = register(
     "`sqlite://` open an empty in-memory database that is lost at exit.",
     ExitCode.INVALID_INPUT)
 
+DATABASE_LOCKED = register(
+    "GP-DB-006", "The audit database is locked by another process",
+    "Another process holds a write transaction on the SQLite file (a run, a `sqlite3` shell in a "
+    "transaction, a backup tool): wait for it to finish or stop it, then retry (a run: resume "
+    "it). GOVERNANCE_SQLITE_BUSY_TIMEOUT_MS sets how long a writer waits (default 30000).",
+    ExitCode.OPERATIONAL)
+DATABASE_READ_ONLY = register(
+    "GP-DB-007", "The audit database cannot be written",
+    "The database file, its directory (SQLite needs to create the -wal and -shm files next to "
+    "it), the disk or the database role is read-only or full: make it writable or free space, "
+    "then retry; reading commands (verify, runs, explain) still work.",
+    ExitCode.OPERATIONAL)
+
+_LOCKED = ("database is locked", "database table is locked", "lock timeout",
+           "could not obtain lock")
+_READ_ONLY = ("readonly database", "read-only", "disk is full", "disk i/o error",
+              "unable to open database file", "no space left", "read only",
+              "permission denied")
+
+
+def write_failure_code(exc: DBAPIError, default: ErrorCode) -> ErrorCode:
+    """The code of a failed audit write: a lock or a read-only store says so, with its fix."""
+    text = str(exc.orig).lower()
+    if any(marker in text for marker in _LOCKED):
+        return DATABASE_LOCKED
+    if any(marker in text for marker in _READ_ONLY):
+        return DATABASE_READ_ONLY
+    return default
+
+
 #: Spellings of the dialects people mistype, with the one they meant.
 _DIALECT_TYPOS = {"postgre": "postgresql", "postgress": "postgresql", "postgressql": "postgresql",
                   "psql": "postgresql", "pg": "postgresql", "pgsql": "postgresql",
                   "sqlite3": "sqlite", "sqllite": "sqlite", "slqite": "sqlite"}
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: How long a SQLite writer waits for another one's lock before failing (GP-DB-006).
+BUSY_TIMEOUT_ENV = "GOVERNANCE_SQLITE_BUSY_TIMEOUT_MS"
 WRITE_OPTION = "landscape_write"
 
 
@@ -80,10 +114,25 @@ def sqlite_file(url: str | URL) -> Path | None:
     parsed = landscape_url(url)
     if parsed.get_backend_name() != "sqlite":
         return None
-    return Path(str(parsed.database))
+    database = str(parsed.database)
+    if database.startswith("file:"):  # a URI filename (``?uri=true``), e.g. ``mode=ro``
+        database = database.removeprefix("file:").split("?", 1)[0]
+    return Path(database)
+
+
+def sqlite_busy_timeout_ms() -> int:
+    raw = os.environ.get(BUSY_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return SQLITE_BUSY_TIMEOUT_MS
+    if not raw.isdigit():
+        raise ConfigError(f"{BUSY_TIMEOUT_ENV} must be a whole number of milliseconds, not "
+                          f"{raw!r}", code=ENV_INVALID)
+    return int(raw)
 
 
 def _configure_sqlite(engine: Engine) -> None:
+    busy_timeout = sqlite_busy_timeout_ms()
+
     # pysqlite's own transaction handling is switched off so that we issue BEGIN ourselves: a
     # write transaction takes the write lock up front (BEGIN IMMEDIATE), so two writers
     # serialise on busy_timeout instead of failing on a lock upgrade; reads stay deferred and,
@@ -95,7 +144,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute(f"PRAGMA busy_timeout={busy_timeout}")
         cur.close()
 
     @event.listens_for(engine, "begin")

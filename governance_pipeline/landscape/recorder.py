@@ -37,7 +37,7 @@ from governance_pipeline.contracts.records import (
     TokenParent,
 )
 from governance_pipeline.landscape import bulk, ledger
-from governance_pipeline.landscape.database import write_transaction
+from governance_pipeline.landscape.database import write_failure_code, write_transaction
 from governance_pipeline.landscape.schema import GLOBAL_SCOPE, LEDGERED, metadata, runs
 from governance_pipeline.landscape.store import Landscape
 
@@ -323,7 +323,7 @@ class Recorder:
                 details={"scope": uow.scope}) from exc
         except DBAPIError as exc:
             raise OperationalError(f"audit write failed (scope {uow.scope}): {exc.orig}",
-                                   code=AUDIT_WRITE_FAILED) from exc
+                                   code=write_failure_code(exc, AUDIT_WRITE_FAILED)) from exc
 
     # -- run lifecycle ---------------------------------------------------------------------------
     def begin_run(self, *, pipeline_name: str, tenant_id: str, config: Mapping[str, Any],

@@ -132,7 +132,7 @@ def load_ladders(path: Path | None = None,
     if path is not None:
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except OSError as exc:
+        except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read approval ladders file {path}: {exc}",
                               code=LADDERS_INVALID) from exc
         except yaml.YAMLError as exc:
