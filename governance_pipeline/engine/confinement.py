@@ -303,7 +303,8 @@ def pinned_path(field: str, path: Path) -> Callable[[Path], None]:
                                           "swapped in; refusing to follow it",
                                    SINK_ONTO_SPECIAL_FILE)])
         special = Confinement._special(real)
-        if special:
+        # A directory in the way is an ordinary write failure (GP-SINK-002, resumable).
+        if special and special != "is a directory, not a regular file":
             raise refusal([Problem(field, f"{current} {special}", SINK_ONTO_SPECIAL_FILE)])
 
     return recheck
