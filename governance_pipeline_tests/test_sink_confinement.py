@@ -87,7 +87,6 @@ def _csv(path: str) -> dict[str, Any]:
     ("/dev/null", "GP-SINK-007", "under /dev"),
     ("/proc/self/environ", "GP-SINK-007", "under /proc"),
     ("/sys/kernel/x", "GP-SINK-007", "under /sys"),
-    ("{pipes}", "GP-SINK-007", "a directory"),
     ("p.yaml", "GP-SINK-008", "the pipeline file itself"),
     ("claims.csv", "GP-SINK-008", "the pipeline's source"),
     ("owners.csv", "GP-SINK-008", "lookup table"),

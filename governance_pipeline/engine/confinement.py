@@ -8,8 +8,7 @@ after validation is caught when it matters. Refused, each with its own code:
 * GP-SINK-006: the Landscape database (and its ``-wal``/``-shm``/``-journal``), the signing key
   directory, the trust file, the Dagster home, the run staging and export directories, and any
   file directly in GOVERNANCE_HOME;
-* GP-SINK-007: devices and special files (``/dev``, ``/proc``, ``/sys``, FIFOs, sockets,
-  directories);
+* GP-SINK-007: devices and special files (``/dev``, ``/proc``, ``/sys``, FIFOs, sockets);
 * GP-SINK-008: the pipeline file, its source, lookup tables, policy files, and a path another
   sink of the pipeline writes too;
 * GP-SINK-009: a path outside the allowed output roots: ``outputs.roots`` of the pipeline and/or
@@ -43,7 +42,7 @@ SINK_ONTO_AUDIT_STORE = register(
 SINK_ONTO_SPECIAL_FILE = register(
     "GP-SINK-007", "A sink would write onto a device or special file, or through a swapped symlink",
     "Sinks write regular files: choose a path that is not under /dev, /proc or /sys and is not a "
-    "FIFO, socket, device or directory (nor a symlink to one); if the message says the path now "
+    "FIFO, socket or device (nor a symlink to one); if the message says the path now "
     "resolves elsewhere, find who changed the output directory during the run, then resume it.",
     ExitCode.INVALID_INPUT)
 SINK_ONTO_INPUT = register(
@@ -152,10 +151,11 @@ class Confinement:
             return None  # nothing there yet (or a file in the way: the write names that)
         except OSError as exc:
             return f"cannot be inspected ({exc.strerror})"
-        if stat.S_ISREG(mode):
+        # A directory in the way is an ordinary, resumable write failure (GP-SINK-002).
+        if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
             return None
-        kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
-                else "a socket" if stat.S_ISSOCK(mode) else "a device file")
+        kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "a device file")
         return f"is {kind}, not a regular file"
 
     def check(self, field: str, path: Path) -> None:
@@ -303,8 +303,7 @@ def pinned_path(field: str, path: Path) -> Callable[[Path], None]:
                                           "swapped in; refusing to follow it",
                                    SINK_ONTO_SPECIAL_FILE)])
         special = Confinement._special(real)
-        # A directory in the way is an ordinary write failure (GP-SINK-002, resumable).
-        if special and special != "is a directory, not a regular file":
+        if special:
             raise refusal([Problem(field, f"{current} {special}", SINK_ONTO_SPECIAL_FILE)])
 
     return recheck
