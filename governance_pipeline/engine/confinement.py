@@ -110,7 +110,7 @@ class Problem:
 
 @dataclass(frozen=True)
 class Confinement:
-    """The rules for one pipeline in one environment; ``check`` one path against them."""
+    """The rules for one pipeline in one environment; ``problems`` checks one path."""
 
     home: Path
     internals: tuple[_Guarded, ...]
@@ -157,11 +157,6 @@ class Confinement:
         kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
                 else "a device file")
         return f"is {kind}, not a regular file"
-
-    def check(self, field: str, path: Path) -> None:
-        problems = self.problems(field, path)
-        if problems:
-            raise refusal(problems)
 
 
 def refusal(problems: list[Problem]) -> ConfigError:
