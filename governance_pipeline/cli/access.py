@@ -42,9 +42,13 @@ def database_errors(url: str) -> Iterator[None]:
 
 
 @contextmanager
-def open_landscape(settings: Settings) -> Iterator[Landscape]:
+def open_landscape(settings: Settings, *, create: bool = False) -> Iterator[Landscape]:
+    """The Landscape of GOVERNANCE_DB_URL. Only the commands that start one (``db upgrade``,
+    ``demo``, ``run``, ``validate --record``, ``approvals request``) pass ``create=True``; every
+    other command refuses a database that is not a Landscape yet (GP-DB-005), so a mistyped URL
+    never yields a new, empty Landscape that verifies clean."""
     with database_errors(settings.db_url):
-        landscape = Landscape.from_settings(settings)
+        landscape = Landscape.from_settings(settings, create=create)
     try:
         yield landscape
     finally:

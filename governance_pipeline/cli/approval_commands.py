@@ -147,7 +147,8 @@ def request_cmd(state: CliState, pipeline: Path | None, export: str | None,
     if kind == "pipeline" and ladder is None and pipeline is not None:
         from governance_pipeline.engine.config import load_pipeline
         ladder = load_pipeline(pipeline.resolve()).approval_ladder
-    with open_landscape(state.settings()) as landscape:
+    # An approval may come before the first run (of a pipeline, or of an export's subject).
+    with open_landscape(state.settings(), create=True) as landscape:
         service = ApprovalService(landscape)
         approval, token = service.request(
             tenant_id=t, subject_type=kind, subject_hash=digest,  # type: ignore[arg-type]

@@ -52,7 +52,7 @@ def next_steps(settings: Settings, run_id: str) -> list[tuple[str, str]]:
 def run_demo(state: CliState, rows: int) -> int:
     settings = state.settings()
     state.note(f"recording a synthetic run of {rows} rows into {redact(settings.db_url)}")
-    with open_landscape(settings) as landscape:
+    with open_landscape(settings, create=True) as landscape:
         try:
             result = record_synthetic_run(Recorder(landscape), rows=rows,
                                           pipeline_name=PIPELINE_NAME,

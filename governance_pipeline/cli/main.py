@@ -24,6 +24,7 @@ from governance_pipeline.cli.demo import MIN_ROWS
 from governance_pipeline.cli.event_commands import events_group
 from governance_pipeline.cli.export_commands import export_group
 from governance_pipeline.cli.incident_commands import incidents_cmd
+from governance_pipeline.cli.key_commands import pin_cmd
 from governance_pipeline.cli.metrics_commands import metrics_cmd
 from governance_pipeline.cli.pipeline_commands import COMMANDS as PIPELINE_COMMANDS
 from governance_pipeline.cli.output import (
@@ -45,7 +46,8 @@ from governance_pipeline.governance.operator_log import OperatorSurface, acting_
 from governance_pipeline.landscape import migrate
 from governance_pipeline.landscape.anchors import upgrade_sealing_legacy
 from governance_pipeline.landscape.database import create_landscape_engine
-from governance_pipeline.landscape.keys import PRIVATE_KEY_FILE, load_or_create_signer
+from governance_pipeline.landscape.keys import PRIVATE_KEY_FILE
+from governance_pipeline.landscape.trust import explicit_key, load_or_create_pinned_signer
 from governance_pipeline.landscape.schema import GLOBAL_SCOPE
 
 PROG = "governance-pipeline"
@@ -115,7 +117,8 @@ def db_upgrade(state: CliState) -> int:
 @click.argument("run_id", required=False)
 @click.option("--public-key", "public_key_path",
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Check seals against this Ed25519 public key (PEM) instead of the local key.")
+              help="Check seals against this Ed25519 public key (PEM or hex) instead of the key "
+                   "pinned in the trust file (GOVERNANCE_TRUSTED_KEYS).")
 def verify_cmd(state: CliState, run_id: str | None, public_key_path: Path | None) -> int:
     """Recompute the ledger from the tables and run the sweep; name every altered record (exit 5).
 
@@ -124,16 +127,24 @@ def verify_cmd(state: CliState, run_id: str | None, public_key_path: Path | None
     from governance_pipeline.landscape.sweep import sweep
     from governance_pipeline.landscape.verify import verify
 
-    key = read_public_key(public_key_path, "--public-key") if public_key_path else None
+    explicit = read_public_key(public_key_path, "--public-key") if public_key_path else None
     with open_landscape(state.settings()) as landscape:
-        report = verify(landscape, run_id, public_key=key)
+        trusted = (explicit_key(explicit, public_key_path) if explicit and public_key_path
+                   else landscape.trusted_key())
+        report = verify(landscape, run_id, public_key=trusted.key)
         try:
             swept = None if run_id == GLOBAL_SCOPE else sweep(landscape, run_id)
         except NotFoundError:
             if report.ok:
                 raise
             swept = None  # a deleted run: only its anchor is left, and verify's findings say so
+        local = landscape.signer.key_id if (landscape.keys_dir / PRIVATE_KEY_FILE).exists() \
+            else None
+    if local is not None and local != trusted.key.key_id:
+        state.note(f"the signing key in {landscape.keys_dir} is {local}, not the trusted key: "
+                   "seals it makes do not verify")
     doc = report.as_dict()
+    doc["trust"] = {**trusted.as_dict(), "local_signing_key": local}
     findings = list(report.findings)
     summary = (f"verify: {len(report.scopes)} scope(s), {report.entries_checked} ledger entries, "
                f"{report.records_checked} records, {report.payloads_checked} payloads")
@@ -142,6 +153,7 @@ def verify_cmd(state: CliState, run_id: str | None, public_key_path: Path | None
         findings += swept.findings
         summary += f", {len(swept.checks)} sweep checks"
     summary += "".join(f", {n} {action}" for action, n in report.redacted.counts.items() if n)
+    summary += f"; seals checked against {trusted.describe()}"
     summary += "; " + ("OK" if not findings else f"{len(findings)} finding(s)")
     code = findings_code(doc, swept.findings if swept is not None else [])
     return report_findings(state, "verify", doc, findings, summary, code)
@@ -202,7 +214,7 @@ def keys_group() -> None:
 def keys_public(state: CliState, out: Path | None) -> int:
     """Export the public half of the signing key (created on first use) as PEM."""
     settings = state.settings()
-    signer = load_or_create_signer(settings.keys_dir)
+    signer = load_or_create_pinned_signer(settings.keys_dir, settings.trust_file)
     pem = signer.public.pem()
     if out is not None:
         try:
@@ -231,6 +243,7 @@ cli.add_command(export_group)
 cli.add_command(incidents_cmd)
 cli.add_command(metrics_cmd)
 cli.add_command(verify_bundle_cmd)
+keys_group.add_command(pin_cmd)
 
 
 def run_cli(argv: list[str]) -> int:

@@ -22,6 +22,7 @@ from governance_pipeline.contracts.records import Run
 from governance_pipeline.contracts.settings import Settings
 from governance_pipeline.engine import code_identity
 from governance_pipeline.engine.config import PipelineConfig, load_pipeline
+from governance_pipeline.engine.confinement import check_sink_paths
 from governance_pipeline.engine.context import RunContext
 from governance_pipeline.engine.runner import RunResult, config_hash
 from governance_pipeline.governance.ir.record import record_validation
@@ -60,8 +61,9 @@ def validate_cmd(state: CliState, pipeline: Path, record: bool) -> int:
     base_dir = pipeline.resolve().parent
     preview = preview_policy(config, base_dir)
     ctx = RunContext.build("validate", config, base_dir, SYSTEM_CLOCK, policy=preview)
+    check_sink_paths(config, pipeline.resolve(), state.settings())
     if record:
-        with open_landscape(state.settings()) as landscape:
+        with open_landscape(state.settings(), create=True) as landscape:
             record_validation(landscape, validation, tenant_id=config.tenant)
     rejected = rejection(validation) if validation.outcome is Outcome.REJECT else None
     doc = {"file": str(pipeline), "valid": rejected is None, "pipeline": config.name,
@@ -139,8 +141,9 @@ def _run_job(state: CliState, path: Path, *, executor: str,
     config = local.run_config(resume_run_id=resume_run_id, executor=executor,
                               log_level="WARNING" if state.json else "INFO",
                               policy_mode=policy_mode, approval_token=approval_token,
-                              actor=default_actor())
-    with open_landscape(settings) as landscape, local.open_instance(settings) as instance:
+                              actor=default_actor(), tracebacks=state.debug)
+    with open_landscape(settings, create=resume_run_id is None) as landscape, \
+            local.open_instance(settings) as instance:
         job_run, result = local.execute_pipeline(instance, path, config,
                                                  tags={"governance/launched_by": "cli"})
         state.note(f"Dagster run {job_run.dagster_run_id} (Landscape run "

@@ -9,16 +9,26 @@ from pathlib import Path
 from governance_pipeline.contracts.errors import ENV_INVALID, ConfigError
 
 
+TRUST_FILE_NAME = "trusted_keys.json"
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     home: Path
     db_url: str
     pipelines_dir: Path
     dagster_home: Path
+    #: GOVERNANCE_TRUSTED_KEYS: the file pinning the public key(s) ``verify`` trusts.
+    trusted_keys_file: Path | None = None
 
     @property
     def keys_dir(self) -> Path:
         return self.home / "keys"
+
+    @property
+    def trust_file(self) -> Path:
+        """Where the trusted verify key is pinned: outside the database and outside keys/."""
+        return self.trusted_keys_file or self.home / TRUST_FILE_NAME
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -26,8 +36,12 @@ class Settings:
         home = Path(env.get("GOVERNANCE_HOME") or "./.governance").expanduser().resolve()
         db_url = env.get("GOVERNANCE_DB_URL") or f"sqlite:///{home / 'landscape.db'}"
         if "://" not in db_url:
-            raise ConfigError(f"GOVERNANCE_DB_URL is not a database URL: {db_url!r}",
+            hint = (f" (did you mean {db_url.replace(':/', ':///', 1)!r}?)"
+                    if ":/" in db_url else "")
+            raise ConfigError(f"GOVERNANCE_DB_URL is not a database URL: {db_url!r}{hint}",
                               code=ENV_INVALID)
         pipelines = Path(env.get("GOVERNANCE_PIPELINES_DIR") or "./examples/pipelines").resolve()
         dagster_home = Path(env.get("DAGSTER_HOME") or home / "dagster").resolve()
-        return cls(home=home, db_url=db_url, pipelines_dir=pipelines, dagster_home=dagster_home)
+        trusted = env.get("GOVERNANCE_TRUSTED_KEYS")
+        return cls(home=home, db_url=db_url, pipelines_dir=pipelines, dagster_home=dagster_home,
+                   trusted_keys_file=Path(trusted).expanduser().resolve() if trusted else None)

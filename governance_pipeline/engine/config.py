@@ -174,6 +174,12 @@ class RetentionConfig(_Model):
         return value
 
 
+class OutputsConfig(_Model):
+    #: Directories (relative to the pipeline file) that every sink output must lie in; they
+    #: replace the default roots (docs/sinks.md#where-sinks-may-write).
+    roots: list[str] = Field(min_length=1)
+
+
 class PipelineConfig(_Model):
     name: Name
     tenant: str = Field(default="default", min_length=1, max_length=128)
@@ -196,6 +202,8 @@ class PipelineConfig(_Model):
     subject_fields: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
         default_factory=list)
     retention: RetentionConfig | None = None
+    #: Where sinks may write (``outputs.roots``); unset: the default roots.
+    outputs: OutputsConfig | None = None
 
     @field_validator("nodes")
     @classmethod
@@ -212,7 +220,7 @@ class PipelineConfig(_Model):
         dump = self.model_dump(mode="json", by_alias=True)
         # Absent when unused, so a definition written before these keys existed keeps its hash
         # (a run started before an upgrade still resumes against the same config_hash).
-        for key in ("subject_fields", "retention"):
+        for key in ("subject_fields", "retention", "outputs"):
             if not dump[key]:
                 del dump[key]
         return dump
@@ -277,6 +285,9 @@ def load_pipeline(path: Path, env: Mapping[str, str] | None = None) -> PipelineC
     except OSError as exc:
         raise ConfigError(f"cannot read pipeline file {path}: {exc.strerror}",
                           details={"file": str(path)}) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: a pipeline file is UTF-8 text; byte {exc.start} is not "
+                          f"({exc.reason})", details={"file": str(path)}) from exc
     try:
         data = load_yaml(text, source=str(path))
     except yaml.YAMLError as exc:

@@ -42,7 +42,7 @@ from governance_pipeline.contracts.records import (
     TokenParent,
 )
 from governance_pipeline.landscape import anchors, bulk, ledger, witness
-from governance_pipeline.landscape.database import write_transaction
+from governance_pipeline.landscape.database import write_failure_code, write_transaction
 from governance_pipeline.landscape.schema import GLOBAL_SCOPE, LEDGERED, metadata, runs
 from governance_pipeline.landscape.sealing import PayloadProtection, Subject, subject_of
 from governance_pipeline.landscape.store import Landscape
@@ -379,7 +379,7 @@ class Recorder:
                 details={"scope": uow.scope}) from exc
         except DBAPIError as exc:
             raise OperationalError(f"audit write failed (scope {uow.scope}): {exc.orig}",
-                                   code=AUDIT_WRITE_FAILED) from exc
+                                   code=write_failure_code(exc, AUDIT_WRITE_FAILED)) from exc
         finally:
             if sealing is not None:  # the subject index entries this unit wrote, if it did
                 sealing.committed(committed)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -9,12 +11,63 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from governance_pipeline.contracts.clock import SYSTEM_CLOCK, Clock
+from governance_pipeline.contracts.errors import ConfigError, ExitCode, register
 from governance_pipeline.contracts.settings import Settings
 from governance_pipeline.landscape import migrate
 from governance_pipeline.landscape.anchors import upgrade_sealing_legacy
-from governance_pipeline.landscape.database import create_landscape_engine
-from governance_pipeline.landscape.keys import Signer, load_or_create_signer
+from governance_pipeline.landscape.database import (
+    create_landscape_engine,
+    landscape_url,
+    sqlite_file,
+)
+from governance_pipeline.landscape.keys import Signer
 from governance_pipeline.landscape.sealing import PayloadProtection
+from governance_pipeline.landscape.trust import (
+    TrustedKey,
+    default_trust_file,
+    load_or_create_pinned_signer,
+    pinned_key,
+)
+
+
+LANDSCAPE_MISSING = register(
+    "GP-DB-005", "No Landscape at this database URL",
+    "Check GOVERNANCE_DB_URL and GOVERNANCE_HOME: they must name the existing audit database "
+    "(a mistyped path would be a new, empty one). To start a new Landscape run "
+    "`governance-pipeline db upgrade` (or `run`, `demo`), which create it.",
+    ExitCode.INVALID_INPUT)
+
+
+def _refuse_missing(url: str) -> None:
+    """A command that reads an existing Landscape must not create one at a mistyped path."""
+    path = sqlite_file(url)
+    shown = landscape_url(url).render_as_string(hide_password=True)
+    if path is None:
+        return
+    if not path.is_file():
+        what = "is a directory" if path.is_dir() else "does not exist"
+        raise ConfigError(f"no Landscape at {shown}: the SQLite file {path} {what}",
+                          code=LANDSCAPE_MISSING, details={"db_url": shown})
+    # Read-only and outside the Landscape engine, whose connect pragmas (WAL) would write.
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+            found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                                 "name = 'alembic_version'").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise ConfigError(f"no Landscape at {shown}: {path} is not a SQLite database ({exc})",
+                          code=LANDSCAPE_MISSING, details={"db_url": shown}) from exc
+    if found is None:
+        raise ConfigError(f"no Landscape at {shown}: the database has no Landscape schema "
+                          "(no alembic_version)", code=LANDSCAPE_MISSING,
+                          details={"db_url": shown})
+
+
+def _refuse_schemaless(engine: Engine, url: str) -> None:
+    if migrate.current_revision(engine) is None:
+        shown = landscape_url(url).render_as_string(hide_password=True)
+        raise ConfigError(f"no Landscape at {shown}: the database has no Landscape schema "
+                          "(no alembic_version)", code=LANDSCAPE_MISSING,
+                          details={"db_url": shown})
 
 
 @dataclass
@@ -22,27 +75,53 @@ class Landscape:
     engine: Engine
     keys_dir: Path
     clock: Clock = field(default=SYSTEM_CLOCK)
+    #: Where the verify key is pinned (default: next to keys/, i.e. $GOVERNANCE_HOME).
+    trust_file: Path | None = None
 
     @classmethod
     def open(cls, url: str, keys_dir: Path, *, clock: Clock = SYSTEM_CLOCK,
-             upgrade: bool = True) -> Landscape:
-        """Open the database at ``url``; a new or outdated database is brought to the head."""
+             upgrade: bool = True, create: bool = True,
+             trust_file: Path | None = None) -> Landscape:
+        """Open the database at ``url``; a new or outdated database is brought to the head.
+
+        ``create=False``: the Landscape must exist already (a SQLite file, or a database with
+        the Landscape schema); otherwise ``LANDSCAPE_MISSING`` and nothing is created.
+        """
+        if not create:
+            _refuse_missing(url)
         engine = create_landscape_engine(url)
+        if not create:
+            try:
+                _refuse_schemaless(engine, url)
+            except ConfigError:
+                engine.dispose()
+                raise
         if upgrade:
             if migrate.current_revision(engine) != migrate.head_revision():
                 upgrade_sealing_legacy(engine, keys_dir)
         else:
             migrate.require_head(engine)
-        return cls(engine=engine, keys_dir=keys_dir, clock=clock)
+        return cls(engine=engine, keys_dir=keys_dir, clock=clock, trust_file=trust_file)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, clock: Clock = SYSTEM_CLOCK,
-                      upgrade: bool = True) -> Landscape:
-        return cls.open(settings.db_url, settings.keys_dir, clock=clock, upgrade=upgrade)
+                      upgrade: bool = True, create: bool = True) -> Landscape:
+        return cls.open(settings.db_url, settings.keys_dir, clock=clock, upgrade=upgrade,
+                        create=create, trust_file=settings.trust_file)
+
+    @property
+    def trust_path(self) -> Path:
+        return self.trust_file or default_trust_file(self.keys_dir)
 
     @cached_property
     def signer(self) -> Signer:
-        return load_or_create_signer(self.keys_dir)
+        return load_or_create_pinned_signer(self.keys_dir, self.trust_path)
+
+    def trusted_key(self) -> TrustedKey:
+        """The key seals must be made by: the pinned one, never the key file as such."""
+        if not self.trust_path.exists():
+            _ = self.signer  # a home without a key creates (and so pins) its first one now
+        return pinned_key(self.trust_path, self.keys_dir)
 
     @cached_property
     def protection(self) -> PayloadProtection:

@@ -93,10 +93,11 @@ def verify(landscape: Landscape, run_id: str | None = None, *,
            public_key: PublicKey | None = None) -> VerifyReport:
     """Verify one run's scope (``run_id``; ``"global"`` names the global scope) or every scope.
 
-    Seals are trusted only when made by ``public_key`` (default: this Landscape's own key).
+    Seals are trusted only when made by ``public_key`` (default: the key pinned in the
+    Landscape's trust file, never the key file in keys/ as such).
     Raises ``NotFoundError`` when ``run_id`` leaves no trace at all in the database.
     """
-    trusted = public_key or landscape.signer.public
+    trusted = public_key or landscape.trusted_key().key  # pinned, not the key file (trust.py)
     witnessed = witness.snapshot(landscape.keys_dir)  # before the snapshot: it may only lag it
     with _read_snapshot(landscape.engine) as conn:
         scopes = _all_scopes(conn) if run_id is None else [run_id]

@@ -46,6 +46,7 @@ from governance_pipeline.contracts.errors import (
 )
 from governance_pipeline.contracts.settings import Settings
 from governance_pipeline.engine.config import PipelineConfig, load_pipeline
+from governance_pipeline.engine.confinement import check_sink_paths
 from governance_pipeline.engine.context import RunContext
 from governance_pipeline.governance.policy.runtime import preview_policy
 from governance_pipeline.landscape.queries import reading
@@ -80,10 +81,12 @@ class PipelineComponentError(ConfigError):
 
 
 def load_validated(path: Path, env: Mapping[str, str]) -> PipelineConfig:
-    """Load and fully validate one pipeline (schema, wiring, plugins, options, expressions)."""
+    """Load and fully validate one pipeline (schema, wiring, plugins, options, expressions,
+    where its sinks may write)."""
     config = load_pipeline(path, env=env)
     RunContext.build("validate", config, path.parent, SYSTEM_CLOCK,
                      policy=preview_policy(config, path.parent, env=env))
+    check_sink_paths(config, path, Settings.from_env(dict(env)), env)
     return config
 
 

@@ -22,6 +22,7 @@ from dagster._core.definitions.reconstruct import ReconstructableJob
 from dagster import multi_or_in_process_executor as executor
 
 from governance_pipeline.engine.config import PipelineConfig
+from governance_pipeline.orchestration.console_logger import console_logger
 from governance_pipeline.orchestration.lifecycle import TAG_PIPELINE, TAG_PIPELINE_PATH
 from governance_pipeline.orchestration.ops import (
     PipelineFile,
@@ -86,6 +87,7 @@ def build_pipeline_job(path: Path, config: PipelineConfig, *,
                   "pipeline_path": str(path),
                   "node_graph": MetadataValue.md(node_graph_markdown(config))},
         executor_def=executor,
+        logger_defs={"console": console_logger},
         config={"execution": {"config": {"in_process": {}}}},
         tags={**(tags or {}), TAG_PIPELINE: config.name, TAG_PIPELINE_PATH: str(path),
               "tenant": config.tenant},

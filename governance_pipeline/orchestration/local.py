@@ -63,7 +63,8 @@ class JobRun:
 def run_config(*, resume_run_id: str | None = None, executor: str = "in_process",
                max_concurrent: int | None = None, log_level: str = "INFO",
                chunks_per_step: int = 0, policy_mode: str | None = None,
-               approval_token: str | None = None, actor: str | None = None) -> dict[str, Any]:
+               approval_token: str | None = None, actor: str | None = None,
+               tracebacks: bool = True) -> dict[str, Any]:
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {EXECUTORS}")
     executor_config: dict[str, Any] = {}
@@ -75,7 +76,8 @@ def run_config(*, resume_run_id: str | None = None, executor: str = "in_process"
                                             "approval_token": approval_token,
                                             "actor": actor}}},
             "execution": {"config": {executor: executor_config}},
-            "loggers": {"console": {"config": {"log_level": log_level}}}}
+            "loggers": {"console": {"config": {"log_level": log_level,
+                                               "tracebacks": tracebacks}}}}
 
 
 def execute_pipeline(instance: DagsterInstance, path: Path, config: Mapping[str, Any],

@@ -43,6 +43,7 @@ from governance_pipeline.contracts.errors import (
 from governance_pipeline.contracts.ids import new_id
 from governance_pipeline.engine import code_identity
 from governance_pipeline.engine.config import PipelineConfig, load_pipeline
+from governance_pipeline.engine.confinement import check_sink_paths
 from governance_pipeline.engine.context import RunContext
 from governance_pipeline.engine.resume import PIPELINE_CHANGED, RUN_NOT_RESUMABLE
 from governance_pipeline.engine.runner import FINAL_CHUNK, Runner, config_hash, iter_chunks
@@ -136,7 +137,11 @@ class ChunkReport:
 # --- shared step plumbing ------------------------------------------------------------------------
 def _load(pipeline: PipelineFile, landscape: LandscapeResource) -> tuple[Path, PipelineConfig]:
     path = Path(pipeline.path)
-    return path, load_pipeline(path, env=landscape.pipeline_env())
+    env = landscape.pipeline_env()
+    config = load_pipeline(path, env=env)
+    # In every step's process, before its sinks are built: no sink may write where it must not.
+    check_sink_paths(config, path, landscape.settings(), env)
+    return path, config
 
 
 def _over(context: OpExecutionContext) -> lifecycle.DagsterRunOver:

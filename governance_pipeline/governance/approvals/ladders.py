@@ -179,7 +179,7 @@ def load_ladders(path: Path | None = None,
     if path is not None:
         try:
             data = load_yaml(path.read_text(encoding="utf-8"), source=str(path))
-        except OSError as exc:
+        except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read approval ladders file {path}: {exc}",
                               code=LADDERS_INVALID) from exc
         except yaml.YAMLError as exc:

@@ -186,7 +186,7 @@ def load_subscribers(settings: Settings, env: Mapping[str, str] | None = None) -
         return []
     try:
         doc = load_yaml(path.read_text(encoding="utf-8"), source=str(path))
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot be read as YAML: {exc}",
                           code=SUBSCRIBERS_INVALID) from exc
     return parse_subscribers(doc, path.parent, origin=str(path))

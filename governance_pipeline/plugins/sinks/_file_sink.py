@@ -15,7 +15,7 @@ parts (finalize is simply redone, producing the same bytes) or the finished outp
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel
 
 from governance_pipeline.contracts.errors import SINK_PART_MISSING
+from governance_pipeline.engine.confinement import pinned_path
 from governance_pipeline.engine.plugin_api import ArtifactResult, PartResult, Row, Sink
 from governance_pipeline.plugins.sinks import _durable as durable
 from governance_pipeline.plugins.sinks._common import (
@@ -37,7 +38,6 @@ class FileSink(Sink):
     extension: ClassVar[str]
     schema_suffix: ClassVar[str] = "json"
     Options: ClassVar[type[BaseModel]]
-
     def __init__(self, options: Mapping[str, Any], *, base_dir: Path, sink_name: str) -> None:
         super().__init__(options, base_dir=base_dir, sink_name=sink_name)
         self.config: Any = parse_options(self.Options, options, sink_name=sink_name,
@@ -45,6 +45,11 @@ class FileSink(Sink):
         self.path = resolve_path(base_dir, self.config.path)
         self.parts_dir = self.path.with_name(self.path.name + ".parts")
         self.schema_file = self.parts_dir / f"_schema.{self.schema_suffix}"
+        # The run checked this path's real location just before building its sinks
+        # (engine.confinement); each write re-checks it, so a symlink swapped in meanwhile is
+        # refused rather than followed.
+        self.path_guard: Callable[[Path], None] = pinned_path(
+            f"sinks.{sink_name}.options.path", self.path)
 
     # --- what each format provides ------------------------------------------------------------
     @abstractmethod
@@ -66,6 +71,7 @@ class FileSink(Sink):
 
     def write_part(self, part_key: str, rows: Sequence[tuple[str, Row]]) -> PartResult:
         target = self.part_path(part_key)
+        self._check_path()
         with self._io(f"write part {part_key} to {target}"):
             durable.ensure_dir(self.parts_dir)
             # A rewrite means any earlier attempt at this key is dead: drop its temporaries.
@@ -78,6 +84,7 @@ class FileSink(Sink):
 
     def finalize(self, part_keys: Sequence[str]) -> ArtifactResult:
         paths = [self.part_path(key) for key in part_keys]
+        self._check_path()
         with self._io(f"finalize {self.path}"):
             durable.purge_trash(self.parts_dir)
             durable.purge_trash(self.path)
@@ -96,6 +103,9 @@ class FileSink(Sink):
                 digest, size = durable.file_digest(tmp)
             durable.remove_tree_atomically(self.parts_dir)
         return self._artifact(digest, size, rows)
+
+    def _check_path(self) -> None:
+        self.path_guard(self.path)
 
     def discard_parts(self) -> None:
         """Forget every part and the stored schema: for a fresh run, never for a resume.

@@ -11,7 +11,7 @@ sink and are never touched.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,6 +26,7 @@ from sqlalchemy.pool import NullPool
 from governance_pipeline.contracts.errors import SINK_TABLE_UNUSABLE, ConfigError
 from governance_pipeline.contracts.hashing import canonical_json
 from governance_pipeline.engine.plugin_api import ArtifactResult, PartResult, Row, Sink
+from governance_pipeline.engine.confinement import pinned_path
 from governance_pipeline.landscape.database import normalize_url
 from governance_pipeline.plugins._sql import SqlUrl
 from governance_pipeline.plugins.sinks import _durable as durable
@@ -90,6 +91,11 @@ class SqlSink(Sink):
         self.key = self.config.key_column
         self.uri = f"{_without_password(self.url)}#{self.config.table}"
         self._sqlite = self.url.get_backend_name() == "sqlite"
+        # A SQLite file target is re-checked before connecting (engine.confinement).
+        self.path_guard: Callable[[Path], None] | None = (
+            pinned_path(f"sinks.{sink_name}.options.url", Path(self.url.database))
+            if self._sqlite and self.url.database and self.url.database != ":memory:"
+            and not self.url.database.startswith("file:") else None)
         self._engine: Engine | None = None
         self._table: Table | None = None
         self._columns: dict[str, Column[Any]] = {}
@@ -123,6 +129,8 @@ class SqlSink(Sink):
         if not self._sqlite:
             return create_engine(self.url, pool_size=1, max_overflow=1, pool_pre_ping=True)
         if self.url.database and self.url.database != ":memory:":
+            if self.path_guard is not None:
+                self.path_guard(Path(self.url.database))
             durable.ensure_dir(Path(self.url.database).parent)
         engine = create_engine(self.url, poolclass=NullPool,
                                connect_args={"timeout": _SQLITE_TIMEOUT_S})

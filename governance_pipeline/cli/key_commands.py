@@ -1,0 +1,44 @@
+"""``keys pin``: pin the public key ``verify`` trusts, in a trust file apart from keys/.
+
+``verify`` checks seals against the pinned key only (landscape/trust.py), so a signing key
+swapped in keys/, with every seal re-signed by it, fails verification instead of passing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from governance_pipeline.cli.bundle_commands import read_public_key
+from governance_pipeline.cli.output import CliState, reporting
+from governance_pipeline.landscape.trust import load_or_create_pinned_signer, pin_key
+
+
+@click.command("pin")
+@reporting
+@click.option("--public-key", "public_key_path",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Pin this published key (PEM or 64 hex digits) instead of this home's own "
+                   "signing key.")
+@click.option("--replace", is_flag=True,
+              help="Replace a different key pinned already (on purpose only: key rotation).")
+def pin_cmd(state: CliState, public_key_path: Path | None, replace: bool) -> int:
+    """Pin the key that verify trusts (GOVERNANCE_TRUSTED_KEYS, default
+    $GOVERNANCE_HOME/trusted_keys.json). Without --public-key: this home's signing key, which
+    you should pin only if you know it is the key that made the seals."""
+    settings = state.settings()
+    if public_key_path is not None:
+        key = read_public_key(public_key_path, "--public-key")
+        note = f"pinned from {public_key_path}"
+    else:
+        key = load_or_create_pinned_signer(settings.keys_dir, settings.trust_file).public
+        note = "pinned from the home's signing key by `keys pin`"
+    changed = pin_key(settings.trust_file, key, replace=replace, note=note)
+    if state.json:
+        state.emit({"command": "keys pin", "key_id": key.key_id,
+                    "trust_file": str(settings.trust_file), "changed": changed})
+        return 0
+    verb = "pinned" if changed else "already pinned:"
+    state.say(f"{verb} key {key.key_id} in {settings.trust_file}")
+    return 0
