@@ -21,6 +21,7 @@ from governance_pipeline.contracts.clock import ManualClock
 from governance_pipeline.contracts.enums import RunStatus, TerminationReason
 from governance_pipeline.contracts.events import envelope, make_event
 from governance_pipeline.contracts.records import EventRecord
+from governance_pipeline.contracts.operator_records import OperatorAction
 from governance_pipeline.engine.faults import SITES as CRASH_SITES
 from governance_pipeline.engine.resume import mark_abandoned, resume
 from governance_pipeline.governance.events.catalog import (
@@ -38,6 +39,8 @@ from governance_pipeline.landscape.schema import events
 from governance_pipeline.landscape.store import Landscape
 from governance_pipeline.orchestration import lifecycle
 from governance_pipeline_tests.event_fixtures import linear_pipeline, run_pipeline, start_run
+
+OPERATOR_ACTIONS = frozenset(a.value for a in OperatorAction)
 
 PACKAGE = Path(__file__).resolve().parents[1] / "governance_pipeline"
 SCHEMA_DIR = PACKAGE / "governance" / "events" / "schemas"
@@ -239,7 +242,8 @@ def _types_in_code() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     """Event-type literals and f-string prefixes in the package, with where they occur.
 
     A literal counts if it is shaped like ``<area>.<name>`` for an event area; crash-point sites
-    (``engine.faults.SITES``, e.g. ``run.before_close``) are not events. The events package
+    (``engine.faults.SITES``, e.g. ``run.before_close``) and operator-log actions
+    (``OperatorAction``, e.g. ``run.start``) are not events. The events package
     itself (which maps types, e.g. for OpenLineage) is not a producer.
     """
     literals: dict[str, list[str]] = {}
@@ -254,6 +258,7 @@ def _types_in_code() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
             where = f"{path.relative_to(PACKAGE.parent)}:{getattr(node, 'lineno', 0)}"
             if isinstance(node, ast.Constant) and isinstance(node.value, str) \
                     and id(node) not in in_fstring and node.value not in CRASH_SITES \
+                    and node.value not in OPERATOR_ACTIONS \
                     and TYPE_SHAPE.match(node.value):
                 literals.setdefault(node.value, []).append(where)
             elif isinstance(node, ast.JoinedStr) and node.values \

@@ -434,7 +434,8 @@ def test_cli_validate_reports_a_broken_function_with_its_fix(tmp_path: Path) -> 
     import subprocess
     from governance_pipeline_tests.test_engine_run import CLI
 
-    env = {"PATH": "/usr/bin:/bin", "GOVERNANCE_HOME": str(tmp_path / "h")}
+    env = {"PATH": "/usr/bin:/bin", "GOVERNANCE_HOME": str(tmp_path / "h"),
+           "GOVERNANCE_OUTPUT_ROOTS": str(tmp_path)}  # the test projects write beside them
     path = project(tmp_path / "broken", [python_node("nope")])
     proc = subprocess.run([str(CLI), "validate", str(path)], capture_output=True, text=True,
                           env=env, timeout=120)
@@ -495,7 +496,8 @@ def test_an_entry_point_plugin_records_its_own_distribution_and_version(tmp_path
         "[governance_pipeline.transforms]\nshout = acme_plugins:Shout\n")
     path = project(tmp_path, [{"id": "loud", "kind": "transform", "plugin": "shout",
                                "input": "in0", "on_success": "out"}])
-    env = {**os.environ, "PYTHONPATH": str(site), "GOVERNANCE_HOME": str(tmp_path / "h")}
+    env = {**os.environ, "PYTHONPATH": str(site), "GOVERNANCE_HOME": str(tmp_path / "h"),
+           "GOVERNANCE_OUTPUT_ROOTS": str(tmp_path)}  # the test project writes beside it
     proc = subprocess.run([str(CLI), "validate", str(path), "--json"], capture_output=True,
                           text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
