@@ -17,16 +17,11 @@ from governance_pipeline.cli.output import CliState, reporting, table
 from governance_pipeline.contracts.enums import ApprovalStatus, Decision, ExportKind
 from governance_pipeline.contracts.errors import USAGE_INVALID, GovernanceError
 from governance_pipeline.governance.approvals import ApprovalService, ApprovalView
-from governance_pipeline.governance import operator_log
+from governance_pipeline.governance.operator_log import ACTOR_ENV, default_actor
 from governance_pipeline.governance.approvals.export_guard import export_subject_hash
 
-ACTOR_ENV = "GOVERNANCE_ACTOR"
 _TOKEN_WARNING = ("store this token now: it is shown once and only its hash is kept; whoever "
                   "holds it can use the approval once")
-
-
-def default_actor() -> str:
-    return operator_log.default_actor()
 
 
 _ACTOR = click.option("--actor", default=None,

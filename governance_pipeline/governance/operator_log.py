@@ -36,13 +36,11 @@ Adding an action is adding an ``OperatorAction`` member: no migration (see the t
 from __future__ import annotations
 
 import getpass
-import hashlib
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from governance_pipeline.contracts.errors import (
@@ -65,7 +63,7 @@ from governance_pipeline.landscape.store import Landscape
 
 __all__ = ["OperatorAction", "OperatorResult", "OperatorSurface", "OperatorEvent",
            "record_operator_action", "operator_action", "acting_via", "default_actor",
-           "file_sha256", "ACTOR_ENV"]
+           "ACTOR_ENV"]
 
 ACTOR_ENV = "GOVERNANCE_ACTOR"
 _SECRET_KEYS = frozenset({"token", "approval_token", "secret", "password", "private_key"})
@@ -97,15 +95,6 @@ def acting_via(surface: OperatorSurface) -> Iterator[None]:
         yield
     finally:
         _SURFACE.reset(reset)
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file's bytes (a pipeline or policy file as the action read it)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _checked_inputs(inputs: Inputs) -> dict[str, Any]:

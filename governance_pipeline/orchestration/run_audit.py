@@ -14,7 +14,7 @@ from typing import Any
 
 from governance_pipeline.engine.config import PipelineConfig
 from governance_pipeline.engine.runner import config_hash
-from governance_pipeline.governance.operator_log import file_sha256
+from governance_pipeline.contracts.hashing import file_sha256
 from governance_pipeline.governance.policy.evaluator import SnapshotPolicy
 from governance_pipeline.governance.policy.snapshot import ModeSettings
 

@@ -12,7 +12,6 @@ executes.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.machinery
 import inspect
@@ -30,6 +29,7 @@ from governance_pipeline.contracts.errors import (
     PYTHON_FUNCTION_UNLOADABLE,
     ConfigError,
 )
+from governance_pipeline.contracts.hashing import file_sha256
 from governance_pipeline.engine.plugin_api import FunctionIdentity
 
 #: (module name → (source sha256, directory it was found in)) of the modules this loader imported.
@@ -46,10 +46,6 @@ def _fail(plugin: str, message: str, *, code: Any = PYTHON_FUNCTION_UNLOADABLE,
           option: str = "function") -> ConfigError:
     return ConfigError(f"{plugin}: options.{option}: {message}", code=code,
                        details={"plugin": plugin, "problems": [f"options.{option}: {message}"]})
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _local_origin(top: str, dirs: Sequence[Path]) -> str | None:
@@ -79,7 +75,7 @@ def _import(plugin: str, module_name: str, dirs: Sequence[Path]) -> tuple[Module
                                     f"the name of a module already imported from {file}: "
                                     "rename the package")
         elif seen[1] != origin or (file is not None and Path(file).is_file()
-                                   and _sha256(Path(file)) != seen[0]):
+                                   and file_sha256(file) != seen[0]):
             # Another pipeline's module of the same name, or this one edited since its import.
             _forget(top)
     if origin is not None:
@@ -92,7 +88,7 @@ def _import(plugin: str, module_name: str, dirs: Sequence[Path]) -> tuple[Module
             sys.path.remove(origin)
     file = getattr(module, "__file__", None)
     if file is not None and Path(file).is_file():
-        _IMPORTED[module_name] = (_sha256(Path(file)), origin)
+        _IMPORTED[module_name] = (file_sha256(file), origin)
     return module, origin
 
 
@@ -151,7 +147,7 @@ def load_function(plugin: str, spec: str, *, base_dir: Path,
         raise _fail(plugin, f"module {module_name!r} has no source file to identify it by "
                             "(a built-in or namespace module cannot be a transform's code)")
     source = Path(file).resolve()
-    digest = _IMPORTED.get(module_name, (None,))[0] or _sha256(source)
+    digest = _IMPORTED.get(module_name, (None,))[0] or file_sha256(source)
     dist, dist_version = _distribution(module_name, origin)
     shown = source.relative_to(base_dir.resolve()) if source.is_relative_to(base_dir.resolve()) \
         else source
