@@ -9,6 +9,7 @@ can never silently skip there.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,13 +79,33 @@ def drop_pg_database(admin: str, url: str) -> None:
     engine.dispose()
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An SQLite Landscape migrated to head once per session (per xdist worker), the SQLite
+    twin of ``pg_template``: each test's database is a byte copy of it. The migrations write
+    schema only (no rows, no clock), so the copy is what migrating afresh would give, without
+    running every Alembic revision again for each of the suite's SQLite cases."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "landscape.db"
+    engine = create_landscape_engine(f"sqlite:///{path}")
+    migrate.upgrade(engine)
+    engine.dispose()  # closing the last connection checkpoints the WAL into the file
+    assert not path.with_name(f"{path.name}-wal").exists(), "the template's WAL was not merged"
+    return path
+
+
+def fresh_sqlite_url(template: Path, path: Path) -> str:
+    """A new SQLite Landscape at ``path``, copied from the migrated template; returns its URL."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(template, path)
+    return f"sqlite:///{path}"
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path, pg_template: str | None) -> Iterator[str]:
+def db_url(request: pytest.FixtureRequest, tmp_path: Path, pg_template: str | None,
+           sqlite_template: Path) -> Iterator[str]:
     """A URL of an empty, migrated audit database on each backend."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'landscape.db'}"
-        migrate.upgrade(create_landscape_engine(url))
-        yield url
+        yield fresh_sqlite_url(sqlite_template, tmp_path / "landscape.db")
         return
     if pg_template is None:
         pytest.skip(f"PostgreSQL not configured: set {PG_ENV} (scripts/test.sh does)")
