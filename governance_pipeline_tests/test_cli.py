@@ -12,9 +12,11 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,11 +25,20 @@ import psycopg
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from governance_pipeline.cli.output import CliState, debug_from_env
+from governance_pipeline.contracts.ids import new_id
 from governance_pipeline.landscape import migrate
-from governance_pipeline_tests.conftest import PG_ENV, drop_pg_database, fresh_pg_url
+from governance_pipeline.landscape.database import normalize_url
+from governance_pipeline_tests.conftest import (
+    PG_ENV,
+    drop_pg_database,
+    fresh_pg_url,
+    fresh_sqlite_url,
+)
 
 CLI = Path(sys.executable).with_name("governance-pipeline")
 
@@ -141,6 +152,66 @@ def test_runs_lists_each_demo_run_with_outcome_counts(tmp_path: Path) -> None:
 
 
 # --- tampering, on both backends ------------------------------------------------------------------
+@dataclass(frozen=True)
+class DemoRun:
+    home: Path
+    db_url: str
+    run_id: str
+
+
+def _copy_pg_database(admin: str, source_url: str) -> str:
+    """A new database copied from ``source_url``'s (which nobody is connected to)."""
+    engine = create_engine(normalize_url(admin), poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    name = f"gp_test_{new_id()[-12:]}_{os.getpid()}"
+    with engine.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name} TEMPLATE {make_url(source_url).database}"))
+    engine.dispose()
+    return make_url(source_url).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def demo_base(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+              pg_template: str | None, sqlite_template: Path) -> Iterator[DemoRun]:
+    """One demo run (a real subprocess) per backend and module. The tamper tests never touch
+    it: each edits its own byte copy (``demo_copy``), the same run a demo of its own would
+    have recorded, without running the demo again per case."""
+    root = tmp_path_factory.mktemp(f"demo-{request.param}")
+    if request.param == "sqlite":
+        url = fresh_sqlite_url(sqlite_template, root / "landscape.db")
+    elif pg_template is None:
+        pytest.skip(f"PostgreSQL not configured: set {PG_ENV} (scripts/test.sh does)")
+    else:
+        url = fresh_pg_url(pg_template)
+    try:
+        home = root / "home"
+        yield DemoRun(home, url, demo(home, url)["run_id"])
+    finally:
+        if request.param == "postgres" and pg_template is not None:
+            drop_pg_database(pg_template, url)
+
+
+@pytest.fixture
+def demo_copy(demo_base: DemoRun, tmp_path: Path, pg_template: str | None) -> Iterator[DemoRun]:
+    """This test's own copy of the demo's home (its signing key) and audit database."""
+    home = tmp_path / "home"
+    shutil.copytree(demo_base.home, home)
+    if make_url(demo_base.db_url).get_backend_name() == "sqlite":
+        source = Path(make_url(demo_base.db_url).database or "")
+        target = tmp_path / source.name
+        for suffix in ("", "-wal"):  # a WAL the CLI left behind holds committed pages too
+            if source.with_name(source.name + suffix).exists():
+                shutil.copyfile(source.with_name(source.name + suffix),
+                                target.with_name(target.name + suffix))
+        yield DemoRun(home, f"sqlite:///{target}", demo_base.run_id)
+        return
+    assert pg_template is not None
+    url = _copy_pg_database(pg_template, demo_base.db_url)
+    try:
+        yield DemoRun(home, url, demo_base.run_id)
+    finally:
+        drop_pg_database(pg_template, url)
+
+
 def flip_first_hex_digit(column: str) -> str:
     """A same-length edit of a hex digest (the columns are VARCHAR(64) on PostgreSQL)."""
     return (f"CASE WHEN substr({column}, 1, 1) = '0' THEN '1' ELSE '0' END "
@@ -161,10 +232,9 @@ TAMPERS = {
 
 @pytest.mark.parametrize("tamper", sorted(TAMPERS))
 def test_editing_one_audit_value_makes_verify_exit_5_naming_table_and_key(
-        tamper: str, db_url: str, tmp_path: Path) -> None:
+        tamper: str, demo_copy: DemoRun) -> None:
     table, key_col, column, new_value = TAMPERS[tamper]
-    home = tmp_path / "home"
-    run_id = demo(home, db_url)["run_id"]
+    home, db_url, run_id = demo_copy.home, demo_copy.db_url, demo_copy.run_id
     where = f"run_id = ? AND {column} IS NOT NULL"
     key = sql(db_url, f"SELECT {key_col} FROM {table} WHERE {where} ORDER BY {key_col}",
               (run_id,))[0][0]
@@ -186,10 +256,8 @@ def test_editing_one_audit_value_makes_verify_exit_5_naming_table_and_key(
     assert report["problem"]["exit_code"] == 5
 
 
-def test_deleting_a_terminal_outcome_is_named_by_sweep_and_verify(db_url: str,
-                                                                  tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    run_id = demo(home, db_url)["run_id"]
+def test_deleting_a_terminal_outcome_is_named_by_sweep_and_verify(demo_copy: DemoRun) -> None:
+    home, db_url, run_id = demo_copy.home, demo_copy.db_url, demo_copy.run_id
     outcome_id, token_id = sql(db_url, "SELECT outcome_id, token_id FROM token_outcomes WHERE "
                                        "run_id = ? AND outcome = 'completed' ORDER BY outcome_id",
                                (run_id,))[0]
