@@ -28,7 +28,7 @@ from governance_pipeline.governance.exports.models import (
 )
 
 OSCAL_FILE = "bundle.oscal.json"
-OSCAL_VERSION = "1.2.2"  # the schema the tests validate against
+OSCAL_VERSION = "1.2.2"  # 1.x is backward compatible: the tests use 1.2.1 and 1.2.3 models
 NS = "https://governance-pipeline.dev/ns/oscal"
 _UUID_NS = uuid.uuid5(uuid.NAMESPACE_URL, NS)
 _MEDIA = {".json": "application/json", ".pdf": "application/pdf"}
