@@ -9,9 +9,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import click
+
 from governance_pipeline.cli.access import open_landscape, redact
-from governance_pipeline.cli.demo import record_synthetic_run
-from governance_pipeline.cli.output import CliState, findings_code, report_findings
+from governance_pipeline.cli.demo import MIN_ROWS, record_synthetic_run
+from governance_pipeline.cli.output import CliState, findings_code, report_findings, reporting
 from governance_pipeline.contracts.errors import FILE_IO_FAILED, OperationalError
 from governance_pipeline.contracts.settings import Settings
 from governance_pipeline.landscape.recorder import Recorder
@@ -97,3 +99,12 @@ def _print_where_next(state: CliState, doc: dict[str, Any], steps: list[tuple[st
     width = max(len(cmd) for cmd, _ in steps)
     for cmd, why in steps:
         state.say(f"  {cmd.ljust(width)}  # {why}")
+
+
+@click.command("demo")
+@reporting
+@click.option("--rows", type=click.IntRange(min=MIN_ROWS, max=100_000), default=10,
+              show_default=True, help="Number of synthetic source rows.")
+def demo_cmd(state: CliState, rows: int) -> int:
+    """Record a small synthetic run, write its CSV artifact, seal it, then verify and sweep it."""
+    return run_demo(state, rows)

@@ -1,4 +1,5 @@
-"""``keys pin``: pin the public key ``verify`` trusts, in a trust file apart from keys/.
+"""``keys public`` and ``keys pin``: export the signing key's public half; pin the public key
+``verify`` trusts, in a trust file apart from keys/.
 
 ``verify`` checks seals against the pinned key only (landscape/trust.py), so a signing key
 swapped in keys/, with every seal re-signed by it, fails verification instead of passing.
@@ -12,10 +13,43 @@ import click
 
 from governance_pipeline.cli.bundle_commands import read_public_key
 from governance_pipeline.cli.output import CliState, reporting
+from governance_pipeline.contracts.errors import FILE_IO_FAILED, OperationalError
+from governance_pipeline.landscape.keys import PRIVATE_KEY_FILE
 from governance_pipeline.landscape.trust import load_or_create_pinned_signer, pin_key
 
 
-@click.command("pin")
+@click.group("keys")
+def keys_group() -> None:
+    """The Ed25519 key that signs ledger seals."""
+
+
+@keys_group.command("public")
+@reporting
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the PEM to this file instead of stdout.")
+def keys_public(state: CliState, out: Path | None) -> int:
+    """Export the public half of the signing key (created on first use) as PEM."""
+    settings = state.settings()
+    signer = load_or_create_pinned_signer(settings.keys_dir, settings.trust_file)
+    pem = signer.public.pem()
+    if out is not None:
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(pem)
+        except OSError as exc:
+            raise OperationalError(f"cannot write {out}: {exc}", code=FILE_IO_FAILED) from exc
+    if state.json:
+        state.emit({"command": "keys public", "key_id": signer.key_id,
+                    "private_key_path": str(settings.keys_dir / PRIVATE_KEY_FILE),
+                    "out": str(out) if out else None, "pem": pem.decode()})
+    elif out is not None:
+        state.say(f"wrote public key {signer.key_id} to {out}")
+    else:
+        click.echo(pem.decode(), nl=False)
+    return 0
+
+
+@keys_group.command("pin")
 @reporting
 @click.option("--public-key", "public_key_path",
               type=click.Path(exists=True, dir_okay=False, path_type=Path),

@@ -4,56 +4,96 @@ Every command that reports takes ``--json`` and then prints exactly one JSON doc
 Exit codes: 0 ok, 1 operational, 2 invalid input or configuration, 3 policy stop, 4 blocked,
 5 integrity (verify or sweep found something). Every command that touches the audit database
 brings a new database to the schema head first.
+
+Each command's module is imported only when that command runs (``cli/lazy.py``): ``--help`` and
+``explain`` do not pay for the engine, Dagster, pandas, reportlab or pyarrow. A new command is a
+``COMMANDS`` entry: its module, its attribute and its short help (the docstring's first sentence).
 """
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import NoReturn
 
 import click
-from sqlalchemy import Engine
 
-from governance_pipeline.cli.access import database_errors, open_landscape, redact
-from governance_pipeline.cli.approval_commands import approvals_group
-from governance_pipeline.cli.audit_log_commands import audit_log_cmd
-from governance_pipeline.cli.bundle_commands import read_public_key, verify_bundle_cmd
-from governance_pipeline.cli.data_protection_commands import COMMANDS as DATA_PROTECTION_COMMANDS
-from governance_pipeline.cli.demo import MIN_ROWS
-from governance_pipeline.cli.event_commands import events_group
-from governance_pipeline.cli.export_commands import export_group
-from governance_pipeline.cli.incident_commands import incidents_cmd
-from governance_pipeline.cli.key_commands import pin_cmd
-from governance_pipeline.cli.metrics_commands import metrics_cmd
-from governance_pipeline.cli.pipeline_commands import COMMANDS as PIPELINE_COMMANDS
-from governance_pipeline.cli.output import (
-    CliState,
-    debug_from_env,
-    findings_code,
-    report_findings,
-    reporting,
-    table,
-)
-from governance_pipeline.contracts.errors import (
-    FILE_IO_FAILED,
-    SWEEP_FINDINGS,
-    GovernanceError,
-    NotFoundError,
-    OperationalError,
-)
-from governance_pipeline.governance.operator_log import OperatorSurface, acting_via
-from governance_pipeline.landscape import migrate
-from governance_pipeline.landscape.anchors import upgrade_sealing_legacy
-from governance_pipeline.landscape.database import create_landscape_engine
-from governance_pipeline.landscape.keys import PRIVATE_KEY_FILE
-from governance_pipeline.landscape.trust import explicit_key, load_or_create_pinned_signer
-from governance_pipeline.landscape.schema import GLOBAL_SCOPE
+from governance_pipeline.cli.lazy import LazyCommand, LazyGroup
+from governance_pipeline.cli.output import CliState, debug_from_env
+from governance_pipeline.contracts.errors import GovernanceError
+from governance_pipeline.contracts.operator_records import OperatorSurface
+from governance_pipeline.contracts.surface import acting_via
 
 PROG = "governance-pipeline"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _entry(module: str, attribute: str, short_help: str) -> LazyCommand:
+    return LazyCommand(f"governance_pipeline.cli.{module}", attribute, short_help)
+
+
+#: Every top-level command: where it lives and the short help ``--help`` lists.
+COMMANDS: dict[str, LazyCommand] = {
+    "approvals": _entry("approval_commands", "approvals_group",
+                        "Approval ladders: request, decide, delegate, reset, consume "
+                        "(docs/approvals.md)."),
+    "audit-log": _entry("audit_log_commands", "audit_log_cmd",
+                        "List operator actions, oldest first: time, actor, action, result and "
+                        "GP code, subject, and the hashes of the inputs (never a token)."),
+    "db": _entry("db_commands", "db_group", "The audit database schema."),
+    "demo": _entry("demo_report", "demo_cmd",
+                   "Record a small synthetic run, write its CSV artifact, seal it, then verify "
+                   "and sweep it."),
+    "erase": _entry("data_protection_commands", "erase_cmd",
+                    "Crypto-shred a data subject's payloads: destroy their keys, record the "
+                    "erasure."),
+    "events": _entry("event_commands", "events_group", "The event stream (outbox), newest last."),
+    "explain": _entry("explain_commands", "explain_cmd",
+                      "Full lineage of one row or token: payload, node states, routing, calls, "
+                      "outcome."),
+    "export": _entry("export_commands", "export_group",
+                     "Write an evidence, SOC 2 or debrief bundle (needs an approved export "
+                     "ladder)."),
+    "hold": _entry("data_protection_commands", "hold_group",
+                   "Legal holds: a held run (or an incident's run) is never purged."),
+    "incidents": _entry("incident_commands", "incidents_cmd",
+                        "List incidents, or show one: its inflection point (row, node, rule), "
+                        "the policy snapshot hash, what was written before the stop, and the "
+                        "lineage of the violating row."),
+    "keys": _entry("key_commands", "keys_group", "The Ed25519 key that signs ledger seals."),
+    "metrics": _entry("metrics_commands", "metrics_cmd",
+                      "Print (or serve) rows/s of recent runs, outcome counts, quarantine rate, "
+                      "policy decisions by mode and result, policy stops, approvals pending and "
+                      "overdue, event delivery failures and operator actions, in the "
+                      "Prometheus text format."),
+    "purge": _entry("data_protection_commands", "purge_cmd",
+                    "Remove payload contents past retention (hashes stay; verify reports them "
+                    "as purged)."),
+    "resume": _entry("pipeline_commands", "resume_cmd",
+                     "Continue a failed, interrupted or abandoned run from its checkpoints (a "
+                     "new Dagster run of the pipeline's job, continuing the same Landscape "
+                     "run)."),
+    "run": _entry("pipeline_commands", "run_cmd",
+                  "Run a pipeline as a Dagster run on the local instance (DAGSTER_HOME, default "
+                  "$GOVERNANCE_HOME/dagster); progress on stderr, the result (counts, sinks and "
+                  "digests) on stdout."),
+    "runs": _entry("runs_commands", "runs_cmd",
+                   "List runs, newest first, with status and outcome counts."),
+    "sweep": _entry("integrity_commands", "sweep_cmd",
+                    "Run the audit sweep queries; list every broken invariant (exit 5)."),
+    "validate": _entry("pipeline_commands", "validate_cmd",
+                       "Check a pipeline file: schema, wiring, plugins and their options, "
+                       "expressions; then its risk tier (pass / escalate / reject) and IR hash."),
+    "verify": _entry("integrity_commands", "verify_cmd",
+                     "Recompute the ledger from the tables and run the sweep; name every "
+                     "altered record (exit 5)."),
+    "verify-bundle": _entry("bundle_commands", "verify_bundle_cmd",
+                            "Check a bundle offline: signature, key, file digests, no missing or "
+                            "added file, and the inclusion proofs against the signed ledger "
+                            "checkpoint (exit 5 lists every problem)."),
+}
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks (also GOVERNANCE_DEBUG=1).")
 @click.version_option(package_name="governance-pipeline", prog_name=PROG)
 @click.pass_context
@@ -67,185 +107,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     state.debug = state.debug or debug
 
 
-# --- demo -----------------------------------------------------------------------------------------
-@cli.command("demo")
-@reporting
-@click.option("--rows", type=click.IntRange(min=MIN_ROWS, max=100_000), default=10,
-              show_default=True, help="Number of synthetic source rows.")
-def demo_cmd(state: CliState, rows: int) -> int:
-    """Record a small synthetic run, write its CSV artifact, seal it, then verify and sweep it."""
-    from governance_pipeline.cli.demo_report import run_demo
-
-    return run_demo(state, rows)
-
-
-# --- db -------------------------------------------------------------------------------------------
-@cli.group("db")
-def db_group() -> None:
-    """The audit database schema."""
-
-
-@db_group.command("upgrade")
-@reporting
-def db_upgrade(state: CliState) -> int:
-    """Apply pending migrations and print the revision the database is at."""
-    settings = state.settings()
-    engine: Engine | None = None
-    try:
-        with database_errors(settings.db_url):
-            engine = create_landscape_engine(settings.db_url)
-            before = migrate.current_revision(engine)
-            after = upgrade_sealing_legacy(engine, settings.keys_dir)
-    finally:
-        if engine is not None:
-            engine.dispose()
-    head = migrate.head_revision()
-    if state.json:
-        state.emit({"command": "db upgrade", "db_url": redact(settings.db_url),
-                    "previous_revision": before, "revision": after, "head": head,
-                    "changed": before != after})
-        return 0
-    change = "already at head" if before == after else f"upgraded from {before or 'empty'}"
-    state.say(f"audit database {redact(settings.db_url)}")
-    state.say(f"revision {after} (head {head}); {change}")
-    return 0
-
-
-# --- verify / sweep -------------------------------------------------------------------------------
-@cli.command("verify")
-@reporting
-@click.argument("run_id", required=False)
-@click.option("--public-key", "public_key_path",
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Check seals against this Ed25519 public key (PEM or hex) instead of the key "
-                   "pinned in the trust file (GOVERNANCE_TRUSTED_KEYS).")
-def verify_cmd(state: CliState, run_id: str | None, public_key_path: Path | None) -> int:
-    """Recompute the ledger from the tables and run the sweep; name every altered record (exit 5).
-
-    RUN_ID limits the check to one run ("global" names the scope of policies and approvals).
-    """
-    from governance_pipeline.landscape.sweep import sweep
-    from governance_pipeline.landscape.verify import verify
-
-    explicit = read_public_key(public_key_path, "--public-key") if public_key_path else None
-    with open_landscape(state.settings()) as landscape:
-        trusted = (explicit_key(explicit, public_key_path) if explicit and public_key_path
-                   else landscape.trusted_key())
-        report = verify(landscape, run_id, public_key=trusted.key)
-        try:
-            swept = None if run_id == GLOBAL_SCOPE else sweep(landscape, run_id)
-        except NotFoundError:
-            if report.ok:
-                raise
-            swept = None  # a deleted run: only its anchor is left, and verify's findings say so
-        local = landscape.signer.key_id if (landscape.keys_dir / PRIVATE_KEY_FILE).exists() \
-            else None
-    if local is not None and local != trusted.key.key_id:
-        state.note(f"the signing key in {landscape.keys_dir} is {local}, not the trusted key: "
-                   "seals it makes do not verify")
-    doc = report.as_dict()
-    doc["trust"] = {**trusted.as_dict(), "local_signing_key": local}
-    findings = list(report.findings)
-    summary = (f"verify: {len(report.scopes)} scope(s), {report.entries_checked} ledger entries, "
-               f"{report.records_checked} records, {report.payloads_checked} payloads")
-    if swept is not None:
-        doc["sweep"] = swept.as_dict()
-        findings += swept.findings
-        summary += f", {len(swept.checks)} sweep checks"
-    summary += "".join(f", {n} {action}" for action, n in report.redacted.counts.items() if n)
-    summary += f"; seals checked against {trusted.describe()}"
-    summary += "; " + ("OK" if not findings else f"{len(findings)} finding(s)")
-    code = findings_code(doc, swept.findings if swept is not None else [])
-    return report_findings(state, "verify", doc, findings, summary, code)
-
-
-@cli.command("sweep")
-@reporting
-@click.argument("run_id", required=False)
-def sweep_cmd(state: CliState, run_id: str | None) -> int:
-    """Run the audit sweep queries; list every broken invariant (exit 5)."""
-    from governance_pipeline.landscape.sweep import sweep
-
-    with open_landscape(state.settings()) as landscape:
-        report = sweep(landscape, run_id)
-    summary = (f"sweep: {len(report.checks)} checks over {len(report.run_ids)} run(s); "
-               + ("OK" if report.ok else f"{len(report.findings)} finding(s)"))
-    return report_findings(state, "sweep", report.as_dict(), report.findings, summary,
-                           SWEEP_FINDINGS)
-
-
-# --- runs -----------------------------------------------------------------------------------------
-def _outcomes_text(counts: dict[str, int]) -> str:
-    return " ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "-"
-
-
-@cli.command("runs")
-@reporting
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Newest N runs only.")
-def runs_cmd(state: CliState, limit: int | None) -> int:
-    """List runs, newest first, with status and outcome counts."""
-    from governance_pipeline.landscape.queries import list_runs
-
-    with open_landscape(state.settings()) as landscape:
-        summaries = list_runs(landscape, limit=limit)
-    if state.json:
-        state.emit({"command": "runs", "runs": [s.as_dict() for s in summaries]})
-        return 0
-    if not summaries:
-        state.say("no runs yet: `governance-pipeline demo` records one")
-        return 0
-    rows = [(s.run.run_id, s.run.pipeline_name, str(s.run.status), s.run.started_at,
-             _outcomes_text(s.outcome_counts)) for s in summaries]
-    for line in table(("RUN ID", "PIPELINE", "STATUS", "STARTED", "OUTCOMES"), rows):
-        state.say(line)
-    return 0
-
-
-# --- keys -----------------------------------------------------------------------------------------
-@cli.group("keys")
-def keys_group() -> None:
-    """The Ed25519 key that signs ledger seals."""
-
-
-@keys_group.command("public")
-@reporting
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the PEM to this file instead of stdout.")
-def keys_public(state: CliState, out: Path | None) -> int:
-    """Export the public half of the signing key (created on first use) as PEM."""
-    settings = state.settings()
-    signer = load_or_create_pinned_signer(settings.keys_dir, settings.trust_file)
-    pem = signer.public.pem()
-    if out is not None:
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_bytes(pem)
-        except OSError as exc:
-            raise OperationalError(f"cannot write {out}: {exc}", code=FILE_IO_FAILED) from exc
-    if state.json:
-        state.emit({"command": "keys public", "key_id": signer.key_id,
-                    "private_key_path": str(settings.keys_dir / PRIVATE_KEY_FILE),
-                    "out": str(out) if out else None, "pem": pem.decode()})
-    elif out is not None:
-        state.say(f"wrote public key {signer.key_id} to {out}")
-    else:
-        click.echo(pem.decode(), nl=False)
-    return 0
-
-
 # --- entry point ----------------------------------------------------------------------------------
-for _command in (*PIPELINE_COMMANDS, *DATA_PROTECTION_COMMANDS):
-    cli.add_command(_command)
-cli.add_command(approvals_group)
-cli.add_command(audit_log_cmd)
-cli.add_command(events_group)
-cli.add_command(export_group)
-cli.add_command(incidents_cmd)
-cli.add_command(metrics_cmd)
-cli.add_command(verify_bundle_cmd)
-keys_group.add_command(pin_cmd)
-
-
 def run_cli(argv: list[str]) -> int:
     """Run the command line on ``argv`` and return its exit code (errors rendered)."""
     state = CliState(json="--json" in argv, debug="--debug" in argv or debug_from_env())

@@ -1,4 +1,4 @@
-"""Pipeline commands: ``validate``, ``run``, ``resume`` and ``explain``.
+"""Pipeline commands: ``validate``, ``run`` and ``resume`` (``explain`` is explain_commands.py).
 
 ``run`` and ``resume`` execute the pipeline's Dagster job on the local instance
 (``governance_pipeline.orchestration.local``): every run is a Dagster run, whoever starts it.
@@ -34,8 +34,7 @@ from governance_pipeline.governance.operator_log import (
 )
 from governance_pipeline.governance.ir.risk import Outcome, rejection, validate_ir
 from governance_pipeline.governance.policy.runtime import preview_policy
-from governance_pipeline.landscape.code_manifest import identity_line, identity_view
-from governance_pipeline.landscape.explain import Explanation, explain
+from governance_pipeline.landscape.code_manifest import identity_view
 
 
 def _pipeline_env(settings: Settings) -> None:
@@ -226,79 +225,4 @@ def _finish_stopped(state: CliState, run: Run) -> int:
     return int(ExitCode.POLICY_STOP)
 
 
-def _ids(values: list[str], shown: int = 4) -> str:
-    if len(values) <= shown:
-        return ", ".join(values)
-    return f"{', '.join(values[:shown])} and {len(values) - shown} more (see --json)"
-
-
-def _print_explanation(state: CliState, exp: Explanation) -> None:
-    state.say(f"run {exp.run_id} row {exp.row.row_index} ({exp.row.row_id})")
-    if exp.inflection is not None:
-        p = exp.inflection
-        state.say(f"  ▶ INFLECTION POINT: the run stopped here — {p.policy_id}/{p.rule_id} at "
-                  f"node {p.node_id} (step {p.step_index}), token {p.token_id}, {p.occurred_at}")
-    state.say(f"  source payload {exp.row.source_data_hash[:16]}…: {exp.source_payload}")
-    for err in exp.validation_errors:
-        state.say(f"  invalid: {err.error_code}: {err.reason} → {err.destination}")
-    for view in exp.tokens:
-        mark = " ◀" if view.token.token_id == exp.focus_token else ""
-        origin = f" branch {view.token.branch_name}" if view.token.branch_name else ""
-        state.say(f"  token {view.token.token_id}{origin}{mark}")
-        if view.parents:
-            state.say(f"    parents: {_ids(view.parents)}")
-        if view.children:
-            state.say(f"    children: {_ids(view.children)}")
-        for sv in view.states:
-            s = sv.state
-            out = f" out {s.output_hash[:12]}…" if s.output_hash else ""
-            state.say(f"    [{s.step_index}] {s.node_id}: {s.status.value} in {s.input_hash[:12]}…"
-                      f"{out} ({(s.duration_ms or 0):.3f} ms)")
-            for r in sv.routing:
-                state.say(f"        route {r['label']} → {r['to']} ({r['mode']})")
-            for c in sv.calls:
-                state.say(f"        call {c['type']} {c['status']} {c['latency_ms']} ms")
-            if sv.written is not None:
-                state.say(f"        written as: {sv.written['as_written']} (changed "
-                          f"{', '.join(sv.written['changed_fields'])}; original "
-                          f"{sv.written['original']})")
-            if s.error_json:
-                state.say(f"        error: {s.error_json}")
-        for d in view.decisions:
-            flag = ("BLOCKED" if d.blocks else "would block") if d.would_block else ""
-            state.say(f"    policy [{d.step_index}] {d.node_id} {d.policy_id}/{d.rule_id}: "
-                      f"{d.result.value} ({d.mode.value}{', ' + flag if flag else ''}) under "
-                      f"snapshot {d.snapshot_id} sha256 {d.snapshot_hash[:16]}…")
-        if view.batch_outputs:
-            state.say(f"    batch produced: {_ids(view.batch_outputs)}")
-        for o in view.outcomes:
-            where = f" at {o.sink_name}" if o.sink_name else ""
-            kind = "terminal" if o.is_terminal else "non-terminal"
-            state.say(f"    outcome: {o.outcome.value}{where} ({kind})")
-        for err in view.errors:
-            state.say(f"    why: {err}")
-    if exp.code:
-        state.say(f"  code (run manifest sha256 {exp.code_manifest_hash}):")
-        for identity in exp.code:
-            state.say(f"    {identity_line(identity)}")
-
-
-@click.command("explain")
-@reporting
-@click.argument("run_id")
-@click.option("--row", "row_index", type=click.IntRange(min=0), help="Source row index.")
-@click.option("--token", "token_id", help="Token id.")
-def explain_cmd(state: CliState, run_id: str, row_index: int | None, token_id: str | None) -> int:
-    """Full lineage of one row or token: payload, node states, routing, calls, outcome."""
-    if (row_index is None) == (token_id is None):
-        raise click.UsageError("give exactly one of --row N or --token ID")
-    with open_landscape(state.settings()) as landscape:
-        exp = explain(landscape, run_id, row_index=row_index, token_id=token_id)
-    if state.json:
-        state.emit(exp.as_dict())
-    else:
-        _print_explanation(state, exp)
-    return 0
-
-
-COMMANDS = (validate_cmd, run_cmd, resume_cmd, explain_cmd)
+COMMANDS = (validate_cmd, run_cmd, resume_cmd)

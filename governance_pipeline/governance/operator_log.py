@@ -39,7 +39,6 @@ import getpass
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +56,7 @@ from governance_pipeline.contracts.operator_records import (
     OperatorResult,
     OperatorSurface,
 )
+from governance_pipeline.contracts.surface import acting_via, current_surface
 from governance_pipeline.landscape.recorder import Recorder, UnitOfWork
 from governance_pipeline.landscape.schema import GLOBAL_SCOPE
 from governance_pipeline.landscape.store import Landscape
@@ -70,7 +70,6 @@ _SECRET_KEYS = frozenset({"token", "approval_token", "secret", "password", "priv
 _TOKEN_PREFIX = "gpa_"  # governance/approvals/tokens.py: a raw approval token
 _DETAIL_MAX = 500
 _REFUSALS = (ExitCode.INVALID_INPUT, ExitCode.POLICY_STOP, ExitCode.BLOCKED, ExitCode.INTEGRITY)
-_SURFACE: ContextVar[OperatorSurface] = ContextVar("operator_surface", default=OperatorSurface.API)
 
 Target = UnitOfWork | Recorder | Landscape
 Inputs = Mapping[str, str | int | float | bool | None]
@@ -85,16 +84,6 @@ def default_actor() -> str:
         return getpass.getuser()
     except OSError:  # no login name (a container with an unnamed uid): still someone
         return f"uid:{os.getuid()}"
-
-
-@contextmanager
-def acting_via(surface: OperatorSurface) -> Iterator[None]:
-    """Record the actions taken inside the block as made through ``surface``."""
-    reset = _SURFACE.set(OperatorSurface(surface))
-    try:
-        yield
-    finally:
-        _SURFACE.reset(reset)
 
 
 def _checked_inputs(inputs: Inputs) -> dict[str, Any]:
@@ -126,7 +115,7 @@ def build_event(*, scope: str, now: str, action: OperatorAction | str, actor: st
     data = canonical_json(_checked_inputs(inputs))
     return OperatorEvent(
         event_id=new_id("op_"), scope=scope, action=OperatorAction(action), actor=actor,
-        surface=OperatorSurface(surface) if surface else _SURFACE.get(), subject=subject,
+        surface=OperatorSurface(surface) if surface else current_surface(), subject=subject,
         inputs_json=data.decode(), inputs_hash=sha256_hex(data), result=OperatorResult(result),
         code=_code_text(code), detail=detail[:_DETAIL_MAX] if detail else None,
         occurred_at=now)

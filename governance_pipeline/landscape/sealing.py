@@ -15,6 +15,7 @@ encrypts. Unwrapped keys are cached in memory per process (bounded) for the run'
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -23,7 +24,6 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, select
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy.dialects import postgresql, sqlite
 
 from governance_pipeline.contracts.ids import new_id
 from governance_pipeline.landscape.data_keys import (
@@ -64,10 +64,13 @@ def _insert_ignoring_conflicts(conn: Connection, table: Any, rows: list[dict[str
                                **conflict: Any) -> None:
     if not rows:
         return
-    dialect = {"sqlite": sqlite, "postgresql": postgresql}.get(conn.dialect.name)
-    if dialect is None:  # other dialects: no concurrent writers supported, plain insert
+    if conn.dialect.name not in ("sqlite", "postgresql"):
+        # other dialects: no concurrent writers supported, plain insert
         conn.execute(table.insert(), rows)
         return
+    # The connection's own dialect only: importing the other one would cost every command that
+    # opens a Landscape (PostgreSQL's dialect, for a SQLite file) its import time.
+    dialect = importlib.import_module(f"sqlalchemy.dialects.{conn.dialect.name}")
     conn.execute(dialect.insert(table).on_conflict_do_nothing(**conflict), rows)
 
 

@@ -7,6 +7,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
@@ -14,20 +15,20 @@ from governance_pipeline.contracts.clock import SYSTEM_CLOCK, Clock
 from governance_pipeline.contracts.errors import ConfigError, ExitCode, register
 from governance_pipeline.contracts.settings import Settings
 from governance_pipeline.landscape import migrate
-from governance_pipeline.landscape.anchors import upgrade_sealing_legacy
 from governance_pipeline.landscape.database import (
     create_landscape_engine,
     landscape_url,
     sqlite_file,
 )
-from governance_pipeline.landscape.keys import Signer
-from governance_pipeline.landscape.sealing import PayloadProtection
-from governance_pipeline.landscape.trust import (
-    TrustedKey,
-    default_trust_file,
-    load_or_create_pinned_signer,
-    pinned_key,
-)
+
+if TYPE_CHECKING:
+    from governance_pipeline.landscape.keys import Signer
+    from governance_pipeline.landscape.sealing import PayloadProtection
+    from governance_pipeline.landscape.trust import TrustedKey
+
+# Keys, the trust file and payload sealing are imported where they are used: a command that
+# only reads (``explain``, ``runs``) needs none of them, and the trust file's model alone
+# (pydantic) cost it ~0.1 s to import.
 
 
 LANDSCAPE_MISSING = register(
@@ -62,8 +63,8 @@ def _refuse_missing(url: str) -> None:
                           details={"db_url": shown})
 
 
-def _refuse_schemaless(engine: Engine, url: str) -> None:
-    if migrate.current_revision(engine) is None:
+def _refuse_schemaless(revision: str | None, url: str) -> None:
+    if revision is None:
         shown = landscape_url(url).render_as_string(hide_password=True)
         raise ConfigError(f"no Landscape at {shown}: the database has no Landscape schema "
                           "(no alembic_version)", code=LANDSCAPE_MISSING,
@@ -90,14 +91,19 @@ class Landscape:
         if not create:
             _refuse_missing(url)
         engine = create_landscape_engine(url)
-        if not create:
-            try:
-                _refuse_schemaless(engine, url)
-            except ConfigError:
-                engine.dispose()
-                raise
+        try:
+            revision = migrate.current_revision(engine)
+            if not create:
+                _refuse_schemaless(revision, url)
+        except BaseException:
+            engine.dispose()
+            raise
         if upgrade:
-            if migrate.current_revision(engine) != migrate.head_revision():
+            if revision != migrate.head_revision():
+                # Imported here: a Landscape at the head (every command but the first after an
+                # upgrade) never needs the migration and re-sealing machinery.
+                from governance_pipeline.landscape.anchors import upgrade_sealing_legacy
+
                 upgrade_sealing_legacy(engine, keys_dir)
         else:
             migrate.require_head(engine)
@@ -111,14 +117,20 @@ class Landscape:
 
     @property
     def trust_path(self) -> Path:
+        from governance_pipeline.landscape.trust import default_trust_file
+
         return self.trust_file or default_trust_file(self.keys_dir)
 
     @cached_property
     def signer(self) -> Signer:
+        from governance_pipeline.landscape.trust import load_or_create_pinned_signer
+
         return load_or_create_pinned_signer(self.keys_dir, self.trust_path)
 
     def trusted_key(self) -> TrustedKey:
         """The key seals must be made by: the pinned one, never the key file as such."""
+        from governance_pipeline.landscape.trust import pinned_key
+
         if not self.trust_path.exists():
             _ = self.signer  # a home without a key creates (and so pins) its first one now
         return pinned_key(self.trust_path, self.keys_dir)
@@ -126,6 +138,8 @@ class Landscape:
     @cached_property
     def protection(self) -> PayloadProtection:
         """Sealing and opening of subject payloads (keys derived from a secret in keys_dir)."""
+        from governance_pipeline.landscape.sealing import PayloadProtection
+
         return PayloadProtection(self.keys_dir)
 
     def dispose(self) -> None:
