@@ -33,6 +33,8 @@ from governance_pipeline.cli.output import CliState, debug_from_env
 from governance_pipeline.contracts.ids import new_id
 from governance_pipeline.landscape import migrate
 from governance_pipeline.landscape.database import normalize_url
+from governance_pipeline.landscape.explain import explain
+from governance_pipeline.landscape.store import Landscape
 from governance_pipeline_tests.conftest import (
     PG_ENV,
     drop_pg_database,
@@ -124,6 +126,19 @@ def test_demo_creates_the_database_writes_a_real_artifact_and_passes_verify_and_
         assert doc.code == 0
         assert doc.json()["ok"] is True
         assert doc.json()["command"] == command
+
+
+def test_every_row_of_the_demo_run_explains_with_its_payloads(tmp_path: Path) -> None:
+    """The demo stores every payload its records name (call request and response, the
+    quarantined row's error), so `explain` never meets a hash the payload store lacks."""
+    home = tmp_path / "home"
+    doc = demo(home)
+    landscape = Landscape.open(f"sqlite:///{home / 'landscape.db'}", keys_dir=home / "keys")
+    try:
+        for index in range(doc["rows"]):
+            assert explain(landscape, doc["run_id"], row_index=index).tokens
+    finally:
+        landscape.dispose()
 
 
 def test_demo_json_is_one_document_naming_the_run_and_artifact(tmp_path: Path) -> None:

@@ -216,8 +216,8 @@ def _register_graph(uow: UnitOfWork, acc: _Acc) -> None:
     load = Operation(new_id("op_"), acc.run_id, "source", OperationType.SOURCE_LOAD,
                      OperationStatus.OPEN, "file:///synthetic.csv", None, None, None, uow.now, None)
     call = Call(new_id("call_"), acc.run_id, None, load.operation_id, 0, "http_get",
-                CallStatus.SUCCESS, stable_hash({"url": "file:///synthetic.csv"}),
-                stable_hash({"status": 200}), None, 12.5, None, uow.now)
+                CallStatus.SUCCESS, uow.payload({"url": "file:///synthetic.csv"}),
+                uow.payload({"status": 200}), None, 12.5, None, uow.now)
     batch = Batch(new_id("bat_"), acc.run_id, "agg", 0, BatchStatus.DRAFT, None, None, None,
                   uow.now, None)
     uow.add_all([load, call, batch])
@@ -274,8 +274,8 @@ def _process_row(uow: UnitOfWork, acc: _Acc, index: int) -> None:
     enrich = _state(uow, acc, token.token_id, "enrich", 1, data_hash, closed=index != 0)
     if index == 0:
         call = Call(new_id("call_"), acc.run_id, enrich.state_id, None, 0, "llm_classify",
-                    CallStatus.SUCCESS, stable_hash({"row": index}),
-                    stable_hash({"label": "ok"}), None, 80.0, 0.002, uow.now)
+                    CallStatus.SUCCESS, uow.payload({"row": index}),
+                    uow.payload({"label": "ok"}), None, 80.0, 0.002, uow.now)
         uow.add(call)
         acc.ids.update(updated_state_id=enrich.state_id, state_call_id=call.call_id)
     gate = _state(uow, acc, token.token_id, "route", 2, data_hash)
@@ -328,7 +328,7 @@ def _quarantine_row(uow: UnitOfWork, acc: _Acc, index: int) -> None:
                       acc.snapshot_id, uow.now, uow.now)
     uow.add(state)
     acc.states.append(state.state_id)
-    _outcome(uow, acc, token.token_id, Outcome.QUARANTINED, error_hash=sha256_hex(error))
+    _outcome(uow, acc, token.token_id, Outcome.QUARANTINED, error_hash=uow.payload_bytes(error))
     verr = ValidationErrorRecord(new_id("ve_"), acc.run_id, "source", index, data_hash,
                                  "GP-SRC-001", "malformed JSON", "quarantine", uow.now)
     uow.add(verr)
