@@ -25,6 +25,7 @@ from governance_pipeline.cli.event_commands import events_group
 from governance_pipeline.cli.export_commands import export_group
 from governance_pipeline.cli.incident_commands import incidents_cmd
 from governance_pipeline.cli.key_commands import pin_cmd
+from governance_pipeline.cli.ledger_commands import ledger_group, read_cosigner_keys
 from governance_pipeline.cli.metrics_commands import metrics_cmd
 from governance_pipeline.cli.pipeline_commands import COMMANDS as PIPELINE_COMMANDS
 from governance_pipeline.cli.output import (
@@ -38,6 +39,7 @@ from governance_pipeline.cli.output import (
 from governance_pipeline.contracts.errors import (
     FILE_IO_FAILED,
     SWEEP_FINDINGS,
+    USAGE_INVALID,
     GovernanceError,
     NotFoundError,
     OperationalError,
@@ -119,7 +121,15 @@ def db_upgrade(state: CliState) -> int:
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Check seals against this Ed25519 public key (PEM or hex) instead of the key "
                    "pinned in the trust file (GOVERNANCE_TRUSTED_KEYS).")
-def verify_cmd(state: CliState, run_id: str | None, public_key_path: Path | None) -> int:
+@click.option("--witness", "witness_dir",
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A witness directory (`ledger witness --out`): the ledger must still have "
+                   "every checkpoint it holds.")
+@click.option("--cosigner-key", "cosigner_keys", multiple=True, metavar="VKEY",
+              help="With --witness: every witnessed checkpoint must carry a valid "
+                   "tlog-cosignature of this key (a vkey, or a file of vkeys). Repeatable.")
+def verify_cmd(state: CliState, run_id: str | None, public_key_path: Path | None,
+               witness_dir: Path | None, cosigner_keys: tuple[str, ...]) -> int:
     """Recompute the ledger from the tables and run the sweep; name every altered record (exit 5).
 
     RUN_ID limits the check to one run ("global" names the scope of policies and approvals).
@@ -127,11 +137,15 @@ def verify_cmd(state: CliState, run_id: str | None, public_key_path: Path | None
     from governance_pipeline.landscape.sweep import sweep
     from governance_pipeline.landscape.verify import verify
 
+    if cosigner_keys and witness_dir is None:
+        raise GovernanceError("--cosigner-key needs --witness DIR", code=USAGE_INVALID)
+    cosigners = read_cosigner_keys(cosigner_keys)
     explicit = read_public_key(public_key_path, "--public-key") if public_key_path else None
     with open_landscape(state.settings()) as landscape:
         trusted = (explicit_key(explicit, public_key_path) if explicit and public_key_path
                    else landscape.trusted_key())
-        report = verify(landscape, run_id, public_key=trusted.key)
+        report = verify(landscape, run_id, public_key=trusted.key, witness_dir=witness_dir,
+                        cosigners=cosigners)
         try:
             swept = None if run_id == GLOBAL_SCOPE else sweep(landscape, run_id)
         except NotFoundError:
@@ -154,6 +168,9 @@ def verify_cmd(state: CliState, run_id: str | None, public_key_path: Path | None
         summary += f", {len(swept.checks)} sweep checks"
     summary += "".join(f", {n} {action}" for action, n in report.redacted.counts.items() if n)
     summary += f"; seals checked against {trusted.describe()}"
+    if report.witness is not None:
+        summary += (f"; {report.witness.checked} witnessed checkpoint(s) of "
+                    f"{report.witness.root}")
     summary += "; " + ("OK" if not findings else f"{len(findings)} finding(s)")
     code = findings_code(doc, swept.findings if swept is not None else [])
     return report_findings(state, "verify", doc, findings, summary, code)
@@ -241,6 +258,7 @@ cli.add_command(audit_log_cmd)
 cli.add_command(events_group)
 cli.add_command(export_group)
 cli.add_command(incidents_cmd)
+cli.add_command(ledger_group)
 cli.add_command(metrics_cmd)
 cli.add_command(verify_bundle_cmd)
 keys_group.add_command(pin_cmd)

@@ -15,9 +15,10 @@ report records committed after the ledger was read.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -47,6 +48,12 @@ from governance_pipeline.landscape.schema import (
     validation_errors,
 )
 from governance_pipeline.landscape.verify_anchors import check_anchors, check_witness
+from governance_pipeline.landscape.verify_witness import (
+    WITNESS,
+    WITNESS_MISMATCH,
+    WitnessInput,
+    check_witnessed,
+)
 from governance_pipeline.landscape.store import Landscape
 from governance_pipeline.landscape.verify_payloads import PayloadJudge, Redacted
 from governance_pipeline.landscape.verify_chain import (
@@ -63,7 +70,7 @@ from governance_pipeline.landscape.verify_chain import (
 )
 
 _CODES = {CHAIN: LEDGER_TAMPERED, SEAL: SEAL_UNTRUSTED, RECORD: LEDGER_TAMPERED,
-          PAYLOAD: PAYLOAD_CORRUPT}
+          PAYLOAD: PAYLOAD_CORRUPT, WITNESS: WITNESS_MISMATCH}
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,8 @@ class VerifyReport:
     findings: list[Finding]
     #: Payloads without contents that a purge or erasure accounts for (not findings).
     redacted: Redacted = field(default_factory=Redacted)
+    #: What ``verify --witness`` checked (None: no witness directory was given).
+    witness: WitnessInput | None = None
 
     @property
     def ok(self) -> bool:
@@ -86,19 +95,25 @@ class VerifyReport:
             "records_checked": self.records_checked, "payloads_checked": self.payloads_checked,
             "findings": [{**f.as_dict(), "code": _CODES[f.check].code} for f in self.findings],
             "redacted_payloads": self.redacted.as_dict(),
+            "witness": self.witness.as_dict() if self.witness is not None else None,
         }
 
 
 def verify(landscape: Landscape, run_id: str | None = None, *,
-           public_key: PublicKey | None = None) -> VerifyReport:
+           public_key: PublicKey | None = None, witness_dir: Path | None = None,
+           cosigners: Sequence[Any] = ()) -> VerifyReport:
     """Verify one run's scope (``run_id``; ``"global"`` names the global scope) or every scope.
 
     Seals are trusted only when made by ``public_key`` (default: the key pinned in the
     Landscape's trust file, never the key file in keys/ as such).
+    ``witness_dir``: a directory of witnessed checkpoints (``ledger witness``) the ledger must
+    still agree with; ``cosigners`` (note ``Verifier``s of tlog-cosignature keys) must each have
+    cosigned every one of them (``verify_witness``).
     Raises ``NotFoundError`` when ``run_id`` leaves no trace at all in the database.
     """
     trusted = public_key or landscape.trusted_key().key  # pinned, not the key file (trust.py)
     witnessed = witness.snapshot(landscape.keys_dir)  # before the snapshot: it may only lag it
+    outside = WitnessInput.read(witness_dir, cosigners) if witness_dir is not None else None
     with _read_snapshot(landscape.engine) as conn:
         scopes = _all_scopes(conn) if run_id is None else [run_id]
         if run_id is not None and not _scope_exists(conn, run_id):
@@ -116,11 +131,13 @@ def verify(landscape: Landscape, run_id: str | None = None, *,
             _check_payloads(conn, scope, judge, with_data=run_id is not None)
         if run_id != GLOBAL_SCOPE:
             check_anchors(conn, chains, state, run_id)
+        if outside is not None:
+            check_witnessed(conn, scopes, outside, trusted, state)
         if run_id is None:
             _check_unowned_records(conn, state)
             judge.check_all(conn)
     return VerifyReport(scopes, state.entries, state.records, state.payloads, state.findings,
-                        judge.redacted)
+                        judge.redacted, outside)
 
 
 # --- snapshot and scopes ------------------------------------------------------------------------
