@@ -266,3 +266,18 @@ def restore_row(db: RawDB, table: str, row: dict[str, Any]) -> None:
     db.execute(f"UPDATE {table} SET " + ", ".join(f"{c} = ?" for c in columns) + " WHERE "
                + " AND ".join(f"{k} = ?" for k in keys),
                [row[c] for c in columns] + [row[k] for k in keys])
+
+
+def reseal_all(db: RawDB, scope: str, signer: Signer) -> int:
+    """Re-sign every seal of ``scope`` over the entry now at its seq, with ``signer``: what the
+    holder of the real key does after rewriting a chain. Returns how many seals it re-signed."""
+    heads = {e["seq"]: e["entry_hash"] for e in entries(db, scope)}
+    seals = db.execute("SELECT seal_id, seq, sealed_at FROM ledger_seals WHERE scope = ?",
+                       (scope,))
+    for seal_id, seq, sealed_at in seals:
+        head = ledger.GENESIS_HASH if seq == 0 else heads[seq]
+        message = ledger.seal_message(scope=scope, seq=seq, head_hash=head,
+                                      key_id=signer.key_id, sealed_at=sealed_at)
+        db.execute("UPDATE ledger_seals SET head_hash = ?, key_id = ?, signature = ? "
+                   "WHERE seal_id = ?", (head, signer.key_id, signer.sign(message), seal_id))
+    return len(seals)

@@ -13,33 +13,43 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 from governance_pipeline.contracts import merkle
-from governance_pipeline.contracts.signed_note import Verifier
-from governance_pipeline.landscape import tlog
+from governance_pipeline.contracts.signed_note import Verifier, sign_note
+from governance_pipeline.contracts.tlog_checkpoint import Checkpoint
 from governance_pipeline.landscape.keys import PublicKey, Signer
-from governance_pipeline.landscape.schema import ledger_entries
+from governance_pipeline.landscape.schema import ledger_entries, ledger_seals
 from governance_pipeline.landscape.verify_chain import STREAM, raw_select
 
 #: The entry columns a leaf is computed from (what a proof's ``extra`` carries as the header).
 HEADER_COLUMNS = ("seq", "prev_hash", "records_digest", "record_count", "created_at",
                   "entry_hash")
+# PROVISIONAL until t13-tlog's ledger integration (landscape/tlog.py) lands: origins, leaves and
+# checkpoints derived here from today's chain and seals.
+_ORIGIN_PREFIX = "governance-pipeline.local/ledger/"
 
 
 def origin(scope: str) -> str:
     """The checkpoint origin line of ``scope``'s log."""
-    return tlog.origin(scope)
+    return _ORIGIN_PREFIX + scope
+
+
+def key_name(scope: str) -> str:
+    """The note key name of the log key's signatures on ``scope``'s checkpoints."""
+    return origin(scope)
 
 
 def scope_of(origin_line: str) -> str | None:
     """The scope whose log has ``origin_line``, or None when it is not one of ours."""
-    return tlog.scope_of_origin(origin_line)
+    if origin_line.startswith(_ORIGIN_PREFIX) and len(origin_line) > len(_ORIGIN_PREFIX):
+        return origin_line[len(_ORIGIN_PREFIX):]
+    return None
 
 
 def entry_leaf_hash(scope: str, header: Mapping[str, Any]) -> bytes:
     """RFC 6962 leaf hash of one ledger entry (``header``: the ``HEADER_COLUMNS``)."""
-    return merkle.leaf_hash(tlog.leaf_data(scope, header))
+    return merkle.leaf_hash(bytes.fromhex(str(header["entry_hash"])))
 
 
 def leaf_hashes(conn: Connection, scope: str) -> list[bytes]:
@@ -53,17 +63,23 @@ def leaf_hashes(conn: Connection, scope: str) -> list[bytes]:
         result.close()
 
 
-def latest_checkpoint(conn: Connection, scope: str) -> str | None:
+def latest_checkpoint(conn: Connection, scope: str, signer: Signer) -> str | None:
     """The note text of ``scope``'s latest signed checkpoint (None: never sealed)."""
-    return tlog.latest_checkpoint_note(conn, scope)
+    seq = conn.execute(select(ledger_seals.c.seq).where(ledger_seals.c.scope == scope)
+                       .order_by(ledger_seals.c.seq.desc()).limit(1)).scalar()
+    if seq is None:
+        return None
+    leaves = leaf_hashes(conn, scope)[:seq]
+    body = Checkpoint(origin(scope), len(leaves), merkle.root_hash(leaves)).body()
+    return sign_note(body, key_name(scope), signer.private_key.sign, raw_public(signer.public))
 
 
 def consistency_proof(conn: Connection, scope: str, old_size: int, new_size: int) -> list[bytes]:
-    return tlog.consistency_proof(conn, scope, old_size, new_size)
+    return merkle.consistency_proof(leaf_hashes(conn, scope)[:new_size], old_size)
 
 
 def inclusion_proof(conn: Connection, scope: str, seq: int, size: int) -> list[bytes]:
-    return tlog.inclusion_proof(conn, scope, seq, size)
+    return merkle.inclusion_proof(leaf_hashes(conn, scope)[:size], seq - 1)
 
 
 def raw_public(key: PublicKey) -> bytes:
@@ -72,9 +88,5 @@ def raw_public(key: PublicKey) -> bytes:
 
 def log_verifiers(key: PublicKey, scopes: Iterable[str]) -> list[Verifier]:
     """The note verifiers of the checkpoints ``key`` signs for ``scopes``."""
-    names = sorted({tlog.key_name(scope) for scope in scopes})
+    names = sorted({key_name(scope) for scope in scopes})
     return [Verifier.ed25519(name, raw_public(key)) for name in names]
-
-
-def signer_verifier(signer: Signer, scope: str) -> Verifier:
-    return Verifier.ed25519(tlog.key_name(scope), raw_public(signer.public))

@@ -24,7 +24,7 @@ from governance_pipeline.contracts.signed_note import Verifier, open_note
 from governance_pipeline.contracts.tlog_checkpoint import Checkpoint, open_checkpoint
 from governance_pipeline.contracts.tlog_errors import TlogError
 from governance_pipeline.landscape import tlog_view
-from governance_pipeline.landscape.keys import PublicKey
+from governance_pipeline.landscape.keys import PublicKey, Signer
 from governance_pipeline.landscape.verify_chain import Tally
 from governance_pipeline.landscape.witness_log import Witnessed, witnessed_in
 
@@ -66,7 +66,7 @@ def _b64(raw: bytes) -> str:
 
 
 def check_witnessed(conn: Connection, scopes: Sequence[str], witness: WitnessInput,
-                    trusted: PublicKey, state: Tally) -> None:
+                    trusted: PublicKey, signer: Signer, state: Tally) -> None:
     for path, why in witness.unreadable:
         state.add(WITNESS, WITNESS, _name(witness.root, path),
                   f"unreadable witness file: {why}", None)
@@ -76,7 +76,7 @@ def check_witnessed(conn: Connection, scopes: Sequence[str], witness: WitnessInp
         if scope is None:
             continue  # another scope (verify of one run) or another Landscape's log
         leaves = tlog_view.leaf_hashes(conn, scope)
-        latest = _latest(conn, scope, trusted)
+        latest = _latest(conn, scope, trusted, signer)
         roots = _roots_at(leaves, sorted({w.size for w in items}))
         for item in items:
             witness.checked += 1
@@ -90,9 +90,9 @@ def _name(root: Path, path: Path) -> str:
         return str(path)
 
 
-def _latest(conn: Connection, scope: str, trusted: PublicKey) -> Checkpoint | None:
+def _latest(conn: Connection, scope: str, trusted: PublicKey, signer: Signer) -> Checkpoint | None:
     """The scope's latest checkpoint, when it verifies (a bad seal is the seal checks' finding)."""
-    note = tlog_view.latest_checkpoint(conn, scope)
+    note = tlog_view.latest_checkpoint(conn, scope, signer)
     if note is None:
         return None
     try:

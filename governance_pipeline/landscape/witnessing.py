@@ -172,7 +172,7 @@ def witness_scope(landscape: Landscape, scope: str, out: Path, *, trusted: Publi
     the directory cannot be written.
     """
     with _read_snapshot(landscape.engine) as conn:
-        note = tlog_view.latest_checkpoint(conn, scope)
+        note = tlog_view.latest_checkpoint(conn, scope, landscape.signer)
         if note is None:
             raise ConfigError(f"scope {scope} has no signed checkpoint", code=NOTHING_TO_WITNESS,
                               details={"scope": scope})

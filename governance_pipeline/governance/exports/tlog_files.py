@@ -79,7 +79,7 @@ def tlog_files(landscape: Landscape, proofs: Sequence[dict[str, Any]],
     files: dict[str, bytes] = {}
     with _read_snapshot(landscape.engine) as conn:
         for seal in checkpoint.seals:
-            note = tlog_view.latest_checkpoint(conn, seal.scope)
+            note = tlog_view.latest_checkpoint(conn, seal.scope, landscape.signer)
             opened = _opened(note, seal.scope, tlog_view.log_verifiers(key, [seal.scope]))
             if note is None or opened is None or opened.size != seal.seq:
                 raise ConfigError(f"the latest signed checkpoint of scope {seal.scope} is not the "
@@ -90,8 +90,11 @@ def tlog_files(landscape: Landscape, proofs: Sequence[dict[str, Any]],
             files[checkpoint_name(seal.scope)] = note.encode("utf-8")
         for n, proof in enumerate(proofs):
             scope, seq = proof["scope"], proof["entry"]["seq"]
-            size = checkpoint.seal(scope).seq  # type: ignore[union-attr]  # checked by the writer
-            hashes = tlog_view.inclusion_proof(conn, scope, seq, size)
+            seal = checkpoint.seal(scope)
+            if seal is None:
+                raise ConfigError(f"a proof is for scope {scope!r}, which the checkpoint does "
+                                  "not cover", code=RECORD_UNPROVABLE, details={"scope": scope})
+            hashes = tlog_view.inclusion_proof(conn, scope, seq, seal.seq)
             files[proof_name(n)] = TlogProof(index=seq - 1, hashes=tuple(hashes),
                                              checkpoint_note=notes[scope],
                                              extra=extra_of(proof)).format().encode("utf-8")
