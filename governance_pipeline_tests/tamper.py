@@ -245,17 +245,21 @@ def truncate_chain_to(db: RawDB, scope: str, seq: int, *, keep_seals: bool = Fal
             for table, key in manifest_keys(entry) - kept:
                 delete_record(db, table, key)
     db.execute("DELETE FROM ledger_entries WHERE scope = ? AND seq > ?", (scope, seq))
-    if not keep_seals:
+    if not keep_seals:  # the seals over them, and their checkpoints
         db.execute("DELETE FROM ledger_seals WHERE scope = ? AND seq > ?", (scope, seq))
+        db.execute("DELETE FROM ledger_checkpoints WHERE scope = ? AND tree_size > ?",
+                   (scope, seq))
 
 
 def delete_run(db: RawDB, run_id: str) -> None:
-    """Every trace of a run: its rows in every run-scoped table, its chain and its seals."""
+    """Every trace of a run: its rows in every run-scoped table, its chain, seals and
+    checkpoints."""
     for spec in LEDGERED.values():
         if spec.scope_column is not None:
             db.execute(f"DELETE FROM {spec.name} WHERE {spec.scope_column} = ?", (run_id,))
     db.execute("DELETE FROM ledger_entries WHERE scope = ?", (run_id,))
     db.execute("DELETE FROM ledger_seals WHERE scope = ?", (run_id,))
+    db.execute("DELETE FROM ledger_checkpoints WHERE scope = ?", (run_id,))
 
 
 def restore_row(db: RawDB, table: str, row: dict[str, Any]) -> None:

@@ -193,3 +193,22 @@ def test_proof_builders_refuse_out_of_range():
         consistency_proof(LEAVES[:3], 4)
     assert merkle.consistency_proof(LEAVES[:3], 0) == []
     assert not verify_inclusion(LEAVES[0], 0, 0, [], EMPTY_ROOT)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(st.integers(0, 200).flatmap(lambda n: st.tuples(st.just(n), st.integers(0, n))))
+def test_merkle_tree_prefixes_equal_the_prefix_trees(n_size):
+    n, size = n_size
+    leaves = _leaves(n)
+    tree = merkle.MerkleTree(leaves)
+    assert tree.size == n and tree.root() == root_hash(leaves)
+    assert tree.root(size) == root_hash(leaves[:size])
+    prefix = merkle.MerkleTree(leaves[:size])
+    for index in {0, size // 2, size - 1} if size else set():
+        assert tree.inclusion_proof(index, size) == prefix.inclusion_proof(index)
+    for old in {0, size // 3, size}:
+        assert tree.consistency_proof(old, size) == prefix.consistency_proof(old)
+        assert verify_consistency(old, size, tree.root(old), tree.root(size),
+                                  tree.consistency_proof(old, size))
+    with pytest.raises(ValueError):
+        tree.root(n + 1)

@@ -82,6 +82,18 @@ PROOF_RANGE = register(
     "An inclusion proof needs 1 <= seq <= size and a consistency proof 0 <= old <= new <= the "
     "scope's number of entries: check the sequence number and the sizes.",
     ExitCode.INVALID_INPUT)
+CHECKPOINT_INVALID = register(
+    "GP-TLOG-015", "A ledger checkpoint does not verify",
+    "The finding says which check failed: its signature (altered note, or not signed by the "
+    "trusted key under the scope's origin), its root (the chain's entries were rewritten since "
+    "it was signed), or its extension of the scope's previous checkpoint (a fork). Restore the "
+    "database from a backup that verifies and investigate who held write access.",
+    ExitCode.INTEGRITY)
+ORIGIN_FIXED = register(
+    "GP-TLOG-016", "The checkpoint origin prefix cannot change once checkpoints name it",
+    "A log's checkpoints all name one origin. Choose the prefix before the Landscape's first "
+    "seal (a new database), or keep the current one: the message names it.",
+    ExitCode.INVALID_INPUT)
 
 
 class TlogError(GovernanceError):

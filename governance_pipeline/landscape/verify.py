@@ -2,7 +2,8 @@
 
 Nothing stored is trusted. For each scope (a run id, or ``global``) verify recomputes every
 entry hash of the chain and every manifest digest, checks every seal's signature against a
-trusted public key, replays the manifests (latest version of a record wins: an update re-emits
+trusted public key, checks every C2SP checkpoint against the chain's Merkle tree
+(``verify_checkpoints``), replays the manifests (latest version of a record wins: an update re-emits
 it) and compares the result with a record hash recomputed from every row of the scope. Payloads
 are checked against their content hash. Each discrepancy becomes a ``Finding``; ``verify`` never
 stops at the first one.
@@ -32,13 +33,16 @@ from governance_pipeline.contracts.errors import (
     Finding,
     NotFoundError,
 )
+from governance_pipeline.contracts.tlog_errors import CHECKPOINT_INVALID
 from governance_pipeline.landscape import ledger, witness
+from governance_pipeline.landscape.checkpoints import read_origin_prefix
 from governance_pipeline.landscape.database import SQLITE_BUSY_TIMEOUT_MS
 from governance_pipeline.landscape.keys import PublicKey
 from governance_pipeline.landscape.schema import (
     GLOBAL_SCOPE,
     LEDGERED,
     LedgerSpec,
+    ledger_checkpoints,
     ledger_entries,
     ledger_seals,
     payloads,
@@ -48,6 +52,7 @@ from governance_pipeline.landscape.schema import (
     validation_errors,
 )
 from governance_pipeline.landscape.verify_anchors import check_anchors, check_witness
+from governance_pipeline.landscape.verify_checkpoints import CHECKPOINT, check_checkpoints
 from governance_pipeline.landscape.verify_witness import (
     WITNESS,
     WITNESS_MISMATCH,
@@ -70,7 +75,7 @@ from governance_pipeline.landscape.verify_chain import (
 )
 
 _CODES = {CHAIN: LEDGER_TAMPERED, SEAL: SEAL_UNTRUSTED, RECORD: LEDGER_TAMPERED,
-          PAYLOAD: PAYLOAD_CORRUPT, WITNESS: WITNESS_MISMATCH}
+          PAYLOAD: PAYLOAD_CORRUPT, CHECKPOINT: CHECKPOINT_INVALID, WITNESS: WITNESS_MISMATCH}
 
 
 @dataclass(frozen=True)
@@ -120,11 +125,13 @@ def verify(landscape: Landscape, run_id: str | None = None, *,
             raise NotFoundError(f"no run {run_id} in this Landscape (no run record, no ledger)",
                                 details={"run_id": run_id})
         state = Tally()
+        prefix = read_origin_prefix(conn)
         chains: dict[str, Chain] = {}
         judge = PayloadJudge(conn, state, landscape.protection)
         for scope in scopes:
             chain = chains[scope] = check_chain(conn, scope, state)
             check_seals(conn, scope, chain, trusted, state)
+            check_checkpoints(conn, scope, chain, trusted, state, prefix)
             if scope == GLOBAL_SCOPE:
                 check_witness(chain, witnessed, state)
             _check_records(conn, scope, chain.expected, state)
@@ -177,6 +184,7 @@ def _all_scopes(conn: Connection) -> list[str]:
     found = {GLOBAL_SCOPE}
     found.update(conn.execute(select(ledger_entries.c.scope).distinct()).scalars())
     found.update(conn.execute(select(ledger_seals.c.scope).distinct()).scalars())
+    found.update(conn.execute(select(ledger_checkpoints.c.scope).distinct()).scalars())
     for spec in LEDGERED.values():
         if spec.scope_column is not None:
             column = spec.table.c[spec.scope_column]
@@ -189,6 +197,7 @@ def _scope_exists(conn: Connection, scope: str) -> bool:
     if scope == GLOBAL_SCOPE:
         return True
     for where in (runs.c.run_id, ledger_entries.c.scope, ledger_seals.c.scope,
+                  ledger_checkpoints.c.scope,
                   run_anchors.c.run_id):
         if conn.execute(select(where).where(where == scope).limit(1)).first() is not None:
             return True
