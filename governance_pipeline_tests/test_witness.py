@@ -32,6 +32,7 @@ from governance_pipeline.landscape.witness_log import origin_dir, witnessed_in
 from governance_pipeline.landscape.witnessing import (
     WITNESS_FORK,
     WITNESS_INCONSISTENT,
+    WITNESS_OTHER_LOG,
     WITNESS_ROLLBACK,
     Cosigner,
     witness_scope,
@@ -73,6 +74,13 @@ def rewrite_global_chain(landscape: Landscape, db_url: str, event_id: str) -> No
     path.write_text(json.dumps({chain_id: {"seq": head.seq, "head_hash": head.entry_hash}}))
 
 
+def origin(landscape: Landscape, scope: str = GLOBAL_SCOPE) -> str:
+    with landscape.engine.connect() as conn:
+        prefix = tlog_view.origin_prefix(conn)
+    assert prefix is not None
+    return tlog_view.origin(prefix, scope)
+
+
 def witness_findings(report: VerifyReport) -> list[str]:
     return [f.message for f in report.findings if f.check == "witness"]
 
@@ -89,10 +97,10 @@ def test_an_honest_ledger_that_grew_verifies_with_its_witness(landscape: Landsca
     assert report.witness is not None and report.witness.checked == 1
     (second,) = witness_all(landscape, out)  # the witness extends its record: consistent
     assert second > first
-    origin = tlog_view.origin(GLOBAL_SCOPE)
+    log = origin(landscape)
     found, bad = witnessed_in(out)
-    assert not bad and [w.size for w in found[origin]] == [first, second]
-    assert sorted(p.name for p in origin_dir(out, origin).glob("*.checkpoint")) == sorted(
+    assert not bad and [w.size for w in found[log]] == [first, second]
+    assert sorted(p.name for p in origin_dir(out, log).glob("*.checkpoint")) == sorted(
         [f"{first}.checkpoint", f"{second}.checkpoint"])
     report = verify(landscape, witness_dir=out)
     assert report.ok and report.witness is not None and report.witness.checked == 2
@@ -114,7 +122,7 @@ def test_a_consistent_rewrite_with_the_real_key_passes_verify_but_not_the_witnes
         landscape: Landscape, db_url: str, run: SyntheticRun, tmp_path: Path) -> None:
     out = tmp_path / "witness"
     (size,) = witness_all(landscape, out)
-    witnessed_root = parse_note((origin_dir(out, tlog_view.origin(GLOBAL_SCOPE))
+    witnessed_root = parse_note((origin_dir(out, origin(landscape))
                                  / f"{size}.checkpoint").read_text())[0].split("\n")[2]
     rewrite_global_chain(landscape, db_url, run.global_event_id)
     # Without the witness the rewritten ledger verifies: every entry, seal and head file agree.
@@ -126,7 +134,7 @@ def test_a_consistent_rewrite_with_the_real_key_passes_verify_but_not_the_witnes
                               f"{witnessed_root}, the tree of scope global at that size now has "
                               "root ")
     (finding,) = [f for f in report.findings if f.check == "witness"]
-    assert finding.key == f"{origin_dir(Path(), tlog_view.origin(GLOBAL_SCOPE))}/{size}.checkpoint"
+    assert finding.key == f"{origin_dir(Path(), origin(landscape))}/{size}.checkpoint"
     assert report.as_dict()["findings"][0]["code"] == "GP-WITNESS-008"
 
 
@@ -193,8 +201,7 @@ def test_cosignatures_are_checked_with_the_cosigner_key(landscape: Landscape, ru
     _, stranger = cosigner_key(tmp_path, "witness.example/w2")
     witness_all(landscape, out, cosigner=cosigner)
     (text,) = [p.read_text() for p in out.rglob("*.checkpoint")]
-    assert [s.name for s in parse_note(text)[1]] == [tlog_view.key_name(GLOBAL_SCOPE),
-                                                     "witness.example/w1"]
+    assert [s.name for s in parse_note(text)[1]] == [origin(landscape), "witness.example/w1"]
     assert verify(landscape, witness_dir=out, cosigners=[cosigner.verifier()]).ok
     report = verify(landscape, witness_dir=out, cosigners=[stranger.verifier()])
     assert [m.split(":")[0] for m in witness_findings(report)] == [
@@ -276,3 +283,35 @@ def test_the_witness_schedule_is_stopped_by_default_and_its_job_witnesses(
     assert done["scope"] == GLOBAL_SCOPE and done["written"] is True
     assert verify(landscape, witness_dir=out).ok
 
+
+
+# --- one witness directory, one log ---------------------------------------------------------------
+def test_a_directory_of_another_log_is_refused_and_reported(landscape: Landscape,
+                                                           run: SyntheticRun,
+                                                           tmp_path: Path) -> None:
+    out = tmp_path / "witness"
+    witness_all(landscape, out)
+    other = Landscape.open(f"sqlite:///{tmp_path / 'other.db'}", tmp_path / "other-keys")
+    try:
+        record_synthetic_run(Recorder(other), rows=4)
+        with pytest.raises(AuditIntegrityError) as caught:
+            witness_all(other, out)
+        assert caught.value.code is WITNESS_OTHER_LOG
+        report = verify(other, witness_dir=out)
+        assert any(m.startswith(f"witnessed log {origin(landscape)}: it is not a log of this "
+                                "Landscape") for m in witness_findings(report)), report.findings
+    finally:
+        other.dispose()
+
+
+def test_a_witnessed_run_deleted_whole_is_reported(landscape: Landscape, db_url: str,
+                                                  run: SyntheticRun, tmp_path: Path) -> None:
+    out = tmp_path / "witness"
+    witness_all(landscape, out, scopes=(GLOBAL_SCOPE, run.run_id))
+    assert verify(landscape, witness_dir=out).ok
+    with tamper.raw_connection(db_url) as db:
+        tamper.delete_run(db, run.run_id)
+    report = verify(landscape, witness_dir=out)
+    assert any(m.startswith(f"witnessed log {origin(landscape, run.run_id)}: the Landscape has "
+                            f"no log of scope {run.run_id} any more")
+               for m in witness_findings(report)), report.findings

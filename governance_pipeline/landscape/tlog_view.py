@@ -1,92 +1,102 @@
-"""The Landscape's transparency-log view, as the witness and the bundle proofs use it.
+"""The Landscape's transparency log as checkers use it: the witness and the bundle proofs.
 
-One place that says, for a scope (a run id, or ``global``): its checkpoint origin, the RFC 6962
-leaf hash of each of its ledger entries, its latest signed checkpoint, and the verifier of the
-checkpoints a log key signs. The tree and the checkpoints themselves are ``landscape.tlog``'s;
-this module only adapts them to what a *checker* needs, and recomputes every leaf from the
-entries' own columns, so nothing it hands a verifier is taken from a stored tree.
+``landscape.tlog`` hands out the stored checkpoints and proofs; this module adds what a *checker*
+needs around them: the leaf hash of an entry recomputed from its columns (nothing taken from a
+stored tree), origins and their scope, the verifiers of a log key, and "none" instead of an
+error where a scope has no checkpoint yet.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import unquote
 
-from cryptography.hazmat.primitives import serialization
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
-from governance_pipeline.contracts import merkle
-from governance_pipeline.contracts.signed_note import Verifier, sign_note
-from governance_pipeline.contracts.tlog_checkpoint import Checkpoint
-from governance_pipeline.landscape.keys import PublicKey, Signer
-from governance_pipeline.landscape.schema import ledger_entries, ledger_seals
+from governance_pipeline.contracts.signed_note import Verifier
+from governance_pipeline.contracts.tlog_errors import TlogError
+from governance_pipeline.landscape import tlog
+from governance_pipeline.landscape.checkpoints import (
+    entry_leaf,
+    log_verifier,
+    origin_of,
+    public_key_raw,
+    read_origin_prefix,
+)
+from governance_pipeline.landscape.keys import PublicKey
+from governance_pipeline.landscape.schema import ledger_entries
 from governance_pipeline.landscape.verify_chain import STREAM, raw_select
 
-#: The entry columns a leaf is computed from (what a proof's ``extra`` carries as the header).
+__all__ = ["HEADER_COLUMNS", "consistency_proof", "entry_leaf_hash", "leaf_hashes",
+           "log_verifiers", "origin", "origin_prefix", "public_key_raw", "split_origin",
+           "stored_checkpoint"]
+
+#: The entry columns a proof's ``extra`` carries as the entry header.
 HEADER_COLUMNS = ("seq", "prev_hash", "records_digest", "record_count", "created_at",
                   "entry_hash")
-# PROVISIONAL until t13-tlog's ledger integration (landscape/tlog.py) lands: origins, leaves and
-# checkpoints derived here from today's chain and seals.
-_ORIGIN_PREFIX = "governance-pipeline.local/ledger/"
+#: Stands in for the leaf of an entry whose hash is malformed (verify reports the entry): it
+#: matches no real leaf, so no witnessed root can be reproduced through it.
+_UNUSABLE_LEAF = hashlib.sha256(b"governance-pipeline: unusable ledger entry").digest()
 
 
-def origin(scope: str) -> str:
-    """The checkpoint origin line of ``scope``'s log."""
-    return _ORIGIN_PREFIX + scope
+def origin_prefix(conn: Connection) -> str | None:
+    return read_origin_prefix(conn)
 
 
-def key_name(scope: str) -> str:
-    """The note key name of the log key's signatures on ``scope``'s checkpoints."""
-    return origin(scope)
+def origin(prefix: str, scope: str) -> str:
+    """The origin line (= the log key's name) of ``scope``'s checkpoints."""
+    return origin_of(prefix, scope)
 
 
-def scope_of(origin_line: str) -> str | None:
-    """The scope whose log has ``origin_line``, or None when it is not one of ours."""
-    if origin_line.startswith(_ORIGIN_PREFIX) and len(origin_line) > len(_ORIGIN_PREFIX):
-        return origin_line[len(_ORIGIN_PREFIX):]
-    return None
+def split_origin(origin_line: str) -> tuple[str, str] | None:
+    """(prefix, scope) of one of our origins (``<prefix>/<percent-encoded scope>``), or None."""
+    prefix, sep, quoted = origin_line.rpartition("/")
+    if not sep or not prefix or not quoted:
+        return None
+    scope = unquote(quoted)
+    return (prefix, scope) if origin_of(prefix, scope) == origin_line else None
 
 
-def entry_leaf_hash(scope: str, header: Mapping[str, Any]) -> bytes:
-    """RFC 6962 leaf hash of one ledger entry (``header``: the ``HEADER_COLUMNS``)."""
-    return merkle.leaf_hash(bytes.fromhex(str(header["entry_hash"])))
+def entry_leaf_hash(header: Mapping[str, Any]) -> bytes:
+    """RFC 6962 leaf hash of one ledger entry: SHA-256(0x00 || the 32 bytes of its hash)."""
+    return entry_leaf(str(header["entry_hash"]))
 
 
 def leaf_hashes(conn: Connection, scope: str) -> list[bytes]:
-    """The leaf hashes of every entry of ``scope`` in seq order, recomputed from the entries."""
+    """The leaf hash of every entry of ``scope`` in seq order, from the entries themselves."""
     result = conn.execution_options(yield_per=STREAM).execute(
         raw_select(ledger_entries).where(ledger_entries.c.scope == scope)
         .order_by(ledger_entries.c.seq))
+    leaves = []
     try:
-        return [entry_leaf_hash(scope, row) for row in result.mappings()]
+        for row in result.mappings():
+            try:
+                leaves.append(entry_leaf(row["entry_hash"]))
+            except (ValueError, TypeError):
+                leaves.append(_UNUSABLE_LEAF)
     finally:
         result.close()
+    return leaves
 
 
-def latest_checkpoint(conn: Connection, scope: str, signer: Signer) -> str | None:
-    """The note text of ``scope``'s latest signed checkpoint (None: never sealed)."""
-    seq = conn.execute(select(ledger_seals.c.seq).where(ledger_seals.c.scope == scope)
-                       .order_by(ledger_seals.c.seq.desc()).limit(1)).scalar()
-    if seq is None:
+def stored_checkpoint(conn: Connection, scope: str, size: int | None = None) -> str | None:
+    """The note of ``scope``'s checkpoint at ``size`` (default: its latest); None if none."""
+    try:
+        found = (tlog.latest_checkpoint(conn, scope) if size is None
+                 else tlog.checkpoint_at(conn, scope, size))
+    except TlogError:
         return None
-    leaves = leaf_hashes(conn, scope)[:seq]
-    body = Checkpoint(origin(scope), len(leaves), merkle.root_hash(leaves)).body()
-    return sign_note(body, key_name(scope), signer.private_key.sign, raw_public(signer.public))
+    return found.note
 
 
 def consistency_proof(conn: Connection, scope: str, old_size: int, new_size: int) -> list[bytes]:
-    return merkle.consistency_proof(leaf_hashes(conn, scope)[:new_size], old_size)
+    """The Landscape's RFC 6962 consistency proof between two sizes (raises ``TlogError`` or
+    ``AuditIntegrityError`` when the chain cannot give one)."""
+    return tlog.consistency_proof(conn, scope, old_size, new_size)
 
 
-def inclusion_proof(conn: Connection, scope: str, seq: int, size: int) -> list[bytes]:
-    return merkle.inclusion_proof(leaf_hashes(conn, scope)[:size], seq - 1)
-
-
-def raw_public(key: PublicKey) -> bytes:
-    return key.key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
-
-def log_verifiers(key: PublicKey, scopes: Iterable[str]) -> list[Verifier]:
-    """The note verifiers of the checkpoints ``key`` signs for ``scopes``."""
-    names = sorted({key_name(scope) for scope in scopes})
-    return [Verifier.ed25519(name, raw_public(key)) for name in names]
+def log_verifiers(key: PublicKey, origins: Iterable[str]) -> list[Verifier]:
+    """The note verifiers of the checkpoints ``key`` signs under ``origins``."""
+    return [log_verifier(o, key) for o in sorted(set(origins))]

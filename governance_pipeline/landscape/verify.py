@@ -139,7 +139,7 @@ def verify(landscape: Landscape, run_id: str | None = None, *,
         if run_id != GLOBAL_SCOPE:
             check_anchors(conn, chains, state, run_id)
         if outside is not None:
-            check_witnessed(conn, scopes, outside, trusted, landscape.signer, state)
+            check_witnessed(conn, scopes, outside, trusted, state, every_scope=run_id is None)
         if run_id is None:
             _check_unowned_records(conn, state)
             judge.check_all(conn)

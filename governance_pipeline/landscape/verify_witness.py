@@ -19,12 +19,12 @@ from pathlib import Path
 from sqlalchemy import Connection
 
 from governance_pipeline.contracts import merkle
-from governance_pipeline.contracts.errors import ExitCode, register
+from governance_pipeline.contracts.errors import AuditIntegrityError, ExitCode, register
 from governance_pipeline.contracts.signed_note import Verifier, open_note
 from governance_pipeline.contracts.tlog_checkpoint import Checkpoint, open_checkpoint
 from governance_pipeline.contracts.tlog_errors import TlogError
 from governance_pipeline.landscape import tlog_view
-from governance_pipeline.landscape.keys import PublicKey, Signer
+from governance_pipeline.landscape.keys import PublicKey
 from governance_pipeline.landscape.verify_chain import Tally
 from governance_pipeline.landscape.witness_log import Witnessed, witnessed_in
 
@@ -66,21 +66,40 @@ def _b64(raw: bytes) -> str:
 
 
 def check_witnessed(conn: Connection, scopes: Sequence[str], witness: WitnessInput,
-                    trusted: PublicKey, signer: Signer, state: Tally) -> None:
+                    trusted: PublicKey, state: Tally, *, every_scope: bool) -> None:
+    """``every_scope``: verify covers the whole Landscape, so a witnessed log it does not have
+    (a deleted run, or an origin the ledger no longer uses) is a finding too."""
     for path, why in witness.unreadable:
         state.add(WITNESS, WITNESS, _name(witness.root, path),
                   f"unreadable witness file: {why}", None)
-    wanted = {tlog_view.origin(scope): scope for scope in scopes}
+    prefix = tlog_view.origin_prefix(conn)
+    wanted = {tlog_view.origin(prefix, s): s for s in scopes} if prefix is not None else {}
     for origin, items in sorted(witness.by_origin.items()):
         scope = wanted.get(origin)
         if scope is None:
-            continue  # another scope (verify of one run) or another Landscape's log
+            if every_scope and items:
+                _report_unknown(origin, prefix, items[-1], witness, state)
+            continue
         leaves = tlog_view.leaf_hashes(conn, scope)
-        latest = _latest(conn, scope, trusted, signer)
+        latest = _latest(conn, scope, origin, trusted)
         roots = _roots_at(leaves, sorted({w.size for w in items}))
         for item in items:
             witness.checked += 1
-            _check_one(conn, scope, item, witness, leaves, roots, latest, trusted, state)
+            _check_one(conn, scope, origin, item, witness, leaves, roots, latest, trusted, state)
+
+
+def _report_unknown(origin: str, prefix: str | None, newest: Witnessed, witness: WitnessInput,
+                    state: Tally) -> None:
+    split = tlog_view.split_origin(origin)
+    if split is not None and split[0] == prefix:
+        why = (f"the Landscape has no log of scope {split[1]} any more (the witness recorded "
+               f"size {newest.size}): the run was deleted")
+    else:
+        why = (f"it is not a log of this Landscape (origin prefix {prefix!r}): the ledger's "
+               "origin was changed after it was witnessed, or DIR witnesses another Landscape "
+               "(give each its own directory)")
+    state.add(WITNESS, WITNESS, _name(witness.root, newest.path),
+              f"witnessed log {origin}: {why}", split[1] if split else None)
 
 
 def _name(root: Path, path: Path) -> str:
@@ -90,13 +109,14 @@ def _name(root: Path, path: Path) -> str:
         return str(path)
 
 
-def _latest(conn: Connection, scope: str, trusted: PublicKey, signer: Signer) -> Checkpoint | None:
-    """The scope's latest checkpoint, when it verifies (a bad seal is the seal checks' finding)."""
-    note = tlog_view.latest_checkpoint(conn, scope, signer)
+def _latest(conn: Connection, scope: str, origin: str, trusted: PublicKey) -> Checkpoint | None:
+    """The scope's latest checkpoint, when it verifies (a bad one is the checkpoint checks'
+    finding)."""
+    note = tlog_view.stored_checkpoint(conn, scope)
     if note is None:
         return None
     try:
-        return open_checkpoint(note, tlog_view.log_verifiers(trusted, [scope]))[0]
+        return open_checkpoint(note, tlog_view.log_verifiers(trusted, [origin]), origin)[0]
     except TlogError:
         return None
 
@@ -115,14 +135,14 @@ def _roots_at(leaves: Sequence[bytes], sizes: Sequence[int]) -> dict[int, bytes]
     return roots
 
 
-def _check_one(conn: Connection, scope: str, item: Witnessed, witness: WitnessInput,
+def _check_one(conn: Connection, scope: str, origin: str, item: Witnessed, witness: WitnessInput,
                leaves: Sequence[bytes], roots: dict[int, bytes], latest: Checkpoint | None,
                trusted: PublicKey, state: Tally) -> None:
     key = _name(witness.root, item.path)
     size, root = item.size, item.checkpoint.root_hash
     said = f"the witness recorded size {size} root {_b64(root)}"
     try:
-        open_checkpoint(item.text, tlog_view.log_verifiers(trusted, [scope]))
+        open_checkpoint(item.text, tlog_view.log_verifiers(trusted, [origin]), origin)
     except TlogError as exc:
         state.add(WITNESS, WITNESS, key, f"witnessed checkpoint not signed by the trusted key "
                   f"{trusted.key_id}: {exc.message}", scope, size=size)
@@ -147,7 +167,10 @@ def _check_one(conn: Connection, scope: str, item: Witnessed, witness: WitnessIn
         state.add(WITNESS, WITNESS, key, f"ledger rolled back: {said}, the latest checkpoint of "
                   f"scope {scope} is size {latest.size if latest else 0}", scope, size=size)
         return
-    proof = tlog_view.consistency_proof(conn, scope, size, latest.size)
+    try:
+        proof = tlog_view.consistency_proof(conn, scope, size, latest.size)
+    except (TlogError, AuditIntegrityError):
+        proof = []  # the chain cannot give one (the chain checks say why): none verifies
     if not merkle.verify_consistency(size, latest.size, root, latest.root_hash, proof):
         state.add(WITNESS, WITNESS, key, f"latest checkpoint does not extend the witnessed one: "
                   f"{said}, no consistency proof leads to the latest checkpoint (size "

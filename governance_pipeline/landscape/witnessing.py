@@ -47,6 +47,7 @@ from governance_pipeline.landscape.witness_log import (
     newest,
     origin_dir,
     read_witnessed,
+    witnessed_in,
 )
 
 WITNESS_FORK = register(
@@ -78,6 +79,12 @@ COSIGN_KEY_INVALID = register(
     "--cosign-key must be an unencrypted Ed25519 private key in PEM (PKCS#8) and --cosigner-name "
     "a non-empty key name without spaces or '+', e.g. witness.example.com/w1; both go together.",
     ExitCode.INVALID_INPUT)
+WITNESS_OTHER_LOG = register(
+    "GP-WITNESS-009", "The witness directory holds the checkpoints of another log",
+    "A witness directory serves one Landscape (one origin prefix): give each Landscape its own "
+    "directory. If this is the Landscape's own directory, its checkpoint origin changed since "
+    "it was witnessed: the ledger was re-created; run `governance-pipeline verify --witness DIR`.",
+    ExitCode.INTEGRITY)
 NOTHING_TO_WITNESS = register(
     "GP-WITNESS-007", "The scope has no signed checkpoint to witness",
     "The global scope is sealed at its first commit: run something first (`governance-pipeline "
@@ -172,11 +179,13 @@ def witness_scope(landscape: Landscape, scope: str, out: Path, *, trusted: Publi
     the directory cannot be written.
     """
     with _read_snapshot(landscape.engine) as conn:
-        note = tlog_view.latest_checkpoint(conn, scope, landscape.signer)
-        if note is None:
+        prefix = tlog_view.origin_prefix(conn)
+        note = tlog_view.stored_checkpoint(conn, scope) if prefix is not None else None
+        if prefix is None or note is None:
             raise ConfigError(f"scope {scope} has no signed checkpoint", code=NOTHING_TO_WITNESS,
                               details={"scope": scope})
-        checkpoint = _opened(note, scope, trusted)
+        _refuse_other_logs(out, prefix)
+        checkpoint = _opened(note, tlog_view.origin(prefix, scope), scope, trusted)
         directory = origin_dir(out, checkpoint.origin)
         try:
             with _locked(directory):
@@ -186,17 +195,25 @@ def witness_scope(landscape: Landscape, scope: str, out: Path, *, trusted: Publi
                                    code=FILE_IO_FAILED, details={"path": str(directory)}) from exc
 
 
-def _opened(note: str, scope: str, trusted: PublicKey) -> Checkpoint:
+def _refuse_other_logs(out: Path, prefix: str) -> None:
+    """A witness follows one log: refuse a directory holding another origin prefix's."""
+    found, _ = witnessed_in(out)
+    for origin in found:
+        split = tlog_view.split_origin(origin)
+        if split is None or split[0] != prefix:
+            raise AuditIntegrityError(
+                f"{out} witnesses origin {origin!r}, not a log of this Landscape (origin prefix "
+                f"{prefix!r})", code=WITNESS_OTHER_LOG,
+                details={"origin": origin, "prefix": prefix})
+
+
+def _opened(note: str, origin: str, scope: str, trusted: PublicKey) -> Checkpoint:
     try:
-        checkpoint, _ = open_checkpoint(note, tlog_view.log_verifiers(trusted, [scope]))
+        checkpoint, _ = open_checkpoint(note, tlog_view.log_verifiers(trusted, [origin]), origin)
     except TlogError as exc:
         raise AuditIntegrityError(f"the latest checkpoint of scope {scope} does not verify with "
-                                  f"the trusted key {trusted.key_id}: {exc}",
+                                  f"the trusted key {trusted.key_id} as {origin}: {exc.message}",
                                   code=WITNESS_UNSIGNED, details={"scope": scope}) from exc
-    if checkpoint.origin != tlog_view.origin(scope):
-        raise AuditIntegrityError(f"the latest checkpoint of scope {scope} names origin "
-                                  f"{checkpoint.origin!r}", code=WITNESS_UNSIGNED,
-                                  details={"scope": scope})
     return checkpoint
 
 
@@ -221,7 +238,10 @@ def _check_and_append(conn: Connection, scope: str, note: str, checkpoint: Check
                                           details={"origin": origin, "size": size})
             return WitnessOutcome(scope, origin, size, shown, previous.path, False, old.size,
                                   False)
-        proof = tlog_view.consistency_proof(conn, scope, old.size, size)
+        try:
+            proof = tlog_view.consistency_proof(conn, scope, old.size, size)
+        except (TlogError, AuditIntegrityError):
+            proof = []  # the chain cannot give one: no proof verifies
         if not merkle.verify_consistency(old.size, size, old.root_hash, root, proof):
             raise AuditIntegrityError(f"{where}; no consistency proof leads from it to the log's "
                                       f"size {size} root {shown}", code=WITNESS_INCONSISTENT,

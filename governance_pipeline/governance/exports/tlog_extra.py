@@ -16,7 +16,8 @@ RFC 8785 canonical JSON, what leads from the sampled record to that entry (docs/
 The chain from record to leaf: SHA-256 of the compact JSON ``[table, *values]`` is the record
 hash; the manifest's last ``[table, key, hash]`` item for the record holds it; SHA-256 of the
 manifest text is ``records_digest``; the entry header hashes to ``entry_hash``; the leaf hash is
-``tlog_view.entry_leaf_hash(scope, entry)``; ``index`` is ``seq - 1``.
+SHA-256(0x00 || the 32 bytes of ``entry_hash``) (``checkpoints.entry_leaf``); ``index`` is
+``seq - 1``.
 """
 
 from __future__ import annotations
@@ -133,4 +134,7 @@ def leaf_from_extra(extra: Extra) -> tuple[bytes | None, list[str]]:
                                    created_at=e.created_at)
     if recomputed != e.entry_hash:
         problems.append(f"entry seq {e.seq} altered: its header does not hash to its entry_hash")
-    return tlog_view.entry_leaf_hash(extra.scope, e.model_dump()), problems
+    try:
+        return tlog_view.entry_leaf_hash(e.model_dump()), problems
+    except ValueError as exc:
+        return None, [*problems, f"entry seq {e.seq}: {exc}"]

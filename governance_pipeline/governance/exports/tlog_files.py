@@ -17,6 +17,7 @@ ships a bad one.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from governance_pipeline.contracts import merkle
@@ -25,7 +26,7 @@ from governance_pipeline.contracts.errors import (
     AuditIntegrityError,
     ConfigError,
 )
-from governance_pipeline.contracts.signed_note import Verifier, parse_note
+from governance_pipeline.contracts.signed_note import parse_note
 from governance_pipeline.contracts.tlog_checkpoint import Checkpoint as LogCheckpoint
 from governance_pipeline.contracts.tlog_checkpoint import open_checkpoint, parse_checkpoint
 from governance_pipeline.contracts.tlog_errors import TlogError
@@ -34,7 +35,7 @@ from governance_pipeline.governance.exports.bundle_format import WRITER_DIRS
 from governance_pipeline.governance.exports.checkpoint import Checkpoint, Seal
 from governance_pipeline.governance.exports.proofs import RECORD_UNPROVABLE
 from governance_pipeline.governance.exports.tlog_extra import extra_of, leaf_from_extra, parse_extra
-from governance_pipeline.landscape import tlog_view
+from governance_pipeline.landscape import tlog, tlog_view
 from governance_pipeline.landscape.keys import PublicKey
 from governance_pipeline.landscape.store import Landscape
 from governance_pipeline.landscape.verify import _read_snapshot
@@ -52,8 +53,9 @@ def checkpoint_name(scope: str) -> str:
     return f"{CHECKPOINT_DIR}/{scope}.checkpoint"
 
 
-def vkey_lines(key: PublicKey, scopes: Sequence[str]) -> str:
-    return "".join(f"{v.vkey()}\n" for v in tlog_view.log_verifiers(key, scopes))
+def vkey_lines(key: PublicKey, origins: Sequence[str]) -> str:
+    """``trust/log.vkey``: the vkey of ``key`` under each origin, one per line, sorted."""
+    return "".join(f"{v.vkey()}\n" for v in tlog_view.log_verifiers(key, origins))
 
 
 def expected_names(proof_count: int, scopes: Sequence[str]) -> set[str]:
@@ -70,36 +72,40 @@ def tlog_files(landscape: Landscape, proofs: Sequence[dict[str, Any]],
                checkpoint: Checkpoint) -> dict[str, bytes]:
     """The tlog files for ``proofs`` (``inclusion_proofs`` under ``checkpoint``), each checked.
 
-    Raises ``ConfigError`` GP-BUNDLE-004 when a scope's latest signed checkpoint is not the one
-    ``checkpoint`` names (sealed again meanwhile: build the checkpoint again), and
+    Raises ``ConfigError`` GP-BUNDLE-004 when a scope has no signed checkpoint at the size its
+    seal names, or a proof is for a scope the checkpoint does not cover; ``TlogError`` /
     ``AuditIntegrityError`` when the Landscape's tree does not prove a record.
     """
     key = landscape.signer.public
-    notes: dict[str, str] = {}
+    notes: dict[str, tlog.StoredCheckpoint] = {}
+    trees: dict[str, tlog.ScopeTree] = {}
     files: dict[str, bytes] = {}
     with _read_snapshot(landscape.engine) as conn:
+        prefix = tlog_view.origin_prefix(conn)
         for seal in checkpoint.seals:
-            note = tlog_view.latest_checkpoint(conn, seal.scope, landscape.signer)
-            opened = _opened(note, seal.scope, tlog_view.log_verifiers(key, [seal.scope]))
-            if note is None or opened is None or opened.size != seal.seq:
-                raise ConfigError(f"the latest signed checkpoint of scope {seal.scope} is not the "
-                                  f"one of seal {seal.seal_id} (seq {seal.seq}): build the "
-                                  "checkpoint again", code=RECORD_UNPROVABLE,
-                                  details={"scope": seal.scope})
-            notes[seal.scope] = note
-            files[checkpoint_name(seal.scope)] = note.encode("utf-8")
+            try:
+                stored = tlog.checkpoint_at(conn, seal.scope, seal.seq)
+            except TlogError as exc:
+                raise ConfigError(f"scope {seal.scope} has no signed checkpoint at the size of "
+                                  f"seal {seal.seal_id} (seq {seal.seq}): {exc.message}",
+                                  code=RECORD_UNPROVABLE, details={"scope": seal.scope}) from exc
+            notes[seal.scope] = stored
+            files[checkpoint_name(seal.scope)] = stored.note.encode("utf-8")
         for n, proof in enumerate(proofs):
             scope, seq = proof["scope"], proof["entry"]["seq"]
-            seal = checkpoint.seal(scope)
-            if seal is None:
+            stored = notes.get(scope)
+            if stored is None:
                 raise ConfigError(f"a proof is for scope {scope!r}, which the checkpoint does "
                                   "not cover", code=RECORD_UNPROVABLE, details={"scope": scope})
-            hashes = tlog_view.inclusion_proof(conn, scope, seq, seal.seq)
-            files[proof_name(n)] = TlogProof(index=seq - 1, hashes=tuple(hashes),
-                                             checkpoint_note=notes[scope],
-                                             extra=extra_of(proof)).format().encode("utf-8")
+            if scope not in trees:
+                trees[scope] = tlog.ScopeTree.load(conn, scope, stored.size)
+            made = tlog.tlog_proof(conn, scope, seq, checkpoint=stored, extra=extra_of(proof),
+                                   tree=trees[scope])
+            files[proof_name(n)] = made.format().encode("utf-8")
     if checkpoint.seals:
-        files[LOG_VKEY_FILE] = vkey_lines(key, checkpoint.scopes).encode("utf-8")
+        assert prefix is not None  # a stored checkpoint fixed it
+        files[LOG_VKEY_FILE] = vkey_lines(
+            key, [tlog_view.origin(prefix, s) for s in checkpoint.scopes]).encode("utf-8")
     problems = check_tlog_files(files, checkpoint.seals, list(proofs), key)
     if problems:
         raise AuditIntegrityError(f"the ledger's tree does not prove the bundle's records: "
@@ -109,13 +115,12 @@ def tlog_files(landscape: Landscape, proofs: Sequence[dict[str, Any]],
 
 
 # --- checking -------------------------------------------------------------------------------------
-def _opened(note: str | None, scope: str, verifiers: list[Verifier]) -> LogCheckpoint | None:
-    if note is None:
-        return None
-    try:
-        return open_checkpoint(note, verifiers)[0]
-    except TlogError:
-        return None
+@dataclass(frozen=True, slots=True)
+class _Log:
+    """One scope's checkpoint as the bundle carries it, once checked."""
+
+    note: str
+    origin: str
 
 
 def _describe(note: str) -> str:
@@ -127,32 +132,36 @@ def _describe(note: str) -> str:
 
 
 def check_checkpoint_file(scope: str, data: bytes | None, seal: Seal,
-                          key: PublicKey) -> tuple[str | None, list[str]]:
-    """(the note text, problems) of ``checkpoints/<scope>.checkpoint`` against the seal the
-    signed manifest names for the scope."""
+                          key: PublicKey) -> tuple[_Log | None, list[str]]:
+    """``checkpoints/<scope>.checkpoint`` against the seal the signed manifest names: a
+    checkpoint of ``scope``'s log (origin ``<prefix>/<scope>``), signed by ``key`` under that
+    origin, of the seal's size."""
     if data is None:
         return None, ["missing: the bundle has no checkpoint for this scope"]
     try:
         note = data.decode("utf-8")
-        cp, _ = open_checkpoint(note, tlog_view.log_verifiers(key, [scope]))
+        origin = parse_checkpoint(parse_note(note)[0]).origin
     except UnicodeDecodeError as exc:
         return None, [f"not UTF-8 text: {exc}"]
     except TlogError as exc:
-        return None, [f"not a checkpoint signed by key {key.key_id}: {exc.message}"]
-    problems = []
-    if cp.origin != tlog_view.origin(scope):
-        problems.append(f"origin {cp.origin!r} is not the log of scope {scope} "
-                        f"({tlog_view.origin(scope)!r})")
+        return None, [f"not a checkpoint: {exc.message}"]
+    split = tlog_view.split_origin(origin)
+    if split is None or split[1] != scope:
+        return None, [f"origin {origin!r} is not the log of scope {scope}"]
+    try:
+        cp, _ = open_checkpoint(note, tlog_view.log_verifiers(key, [origin]), origin)
+    except TlogError as exc:
+        return None, [f"not signed by key {key.key_id} as {origin}: {exc.message}"]
     if cp.size != seal.seq:
-        problems.append(f"tree size {cp.size}, the manifest's seal of scope {scope} is at seq "
-                        f"{seal.seq}")
-    return note, problems
+        return None, [f"tree size {cp.size}, the manifest's seal of scope {scope} is at seq "
+                      f"{seal.seq}"]
+    return _Log(note, origin), []
 
 
-def check_proof_file(data: bytes, json_proof: Any, notes: Mapping[str, str],
+def check_proof_file(data: bytes, json_proof: Any, logs: Mapping[str, _Log],
                      key: PublicKey) -> list[str]:
     """Every reason the tlog-proof ``data`` does not prove the record of ``json_proof`` (the
-    bundle's proofs.json entry of the same number) under the bundle's checkpoint ``notes``."""
+    bundle's proofs.json entry of the same number) under the bundle's checkpoints ``logs``."""
     try:
         proof = parse_tlog_proof(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -163,18 +172,21 @@ def check_proof_file(data: bytes, json_proof: Any, notes: Mapping[str, str],
     if extra is None:
         return [why]
     scope = extra.scope
-    expected = notes.get(scope)
-    if expected is None:
-        return [f"proof for scope {scope}, for which the bundle has no checkpoint"]
+    log = logs.get(scope)
+    if log is None:
+        return [f"proof for scope {scope}, for which the bundle has no valid checkpoint"]
     problems: list[str] = []
-    if proof.checkpoint_note != expected:
+    if proof.checkpoint_note != log.note:
         problems.append(f"proof for another checkpoint: it carries "
-                        f"{_describe(proof.checkpoint_note)}, the bundle's checkpoint of scope {scope} is {_describe(expected)}")
-    cp = _opened(proof.checkpoint_note, scope, tlog_view.log_verifiers(key, [scope]))
-    if cp is None:
-        problems.append(f"its checkpoint is not signed by key {key.key_id}")
-    elif cp.origin != tlog_view.origin(scope):
-        problems.append(f"its checkpoint's origin {cp.origin!r} is not the log of scope {scope}")
+                        f"{_describe(proof.checkpoint_note)}, the bundle's checkpoint of scope "
+                        f"{scope} is {_describe(log.note)}")
+    try:
+        cp: LogCheckpoint | None = open_checkpoint(
+            proof.checkpoint_note, tlog_view.log_verifiers(key, [log.origin]), log.origin)[0]
+    except TlogError as exc:
+        cp = None
+        problems.append(f"its checkpoint is not signed by key {key.key_id} as the log of scope "
+                        f"{scope}: {exc.message}")
     record = json_proof.get("record") if isinstance(json_proof, dict) else None
     shown = {k: record.get(k) for k in ("table", "key", "columns", "values")} \
         if isinstance(record, dict) else None
@@ -195,28 +207,33 @@ def check_proof_file(data: bytes, json_proof: Any, notes: Mapping[str, str],
 
 def check_tlog_files(files: Mapping[str, bytes | None], seals: Sequence[Seal],
                      json_proofs: Sequence[Any], key: PublicKey) -> list[tuple[str, str]]:
-    """(file, problem) of every tlog file of a bundle (``files``: name → bytes, None if absent)."""
+    """(file, problem) of every tlog file of a bundle (``files``: name → bytes, None if absent).
+    Pure: the bundle's own files and the key, nothing else."""
     problems: list[tuple[str, str]] = []
-    notes: dict[str, str] = {}
+    logs: dict[str, _Log] = {}
     for seal in seals:
         name = checkpoint_name(seal.scope)
-        note, found = check_checkpoint_file(seal.scope, files.get(name), seal, key)
+        log, found = check_checkpoint_file(seal.scope, files.get(name), seal, key)
         problems += [(name, p) for p in found]
-        if note is not None:
-            notes[seal.scope] = note
+        if log is not None:
+            logs[seal.scope] = log
+    prefixes = {tlog_view.split_origin(log.origin)[0] for log in logs.values()}  # type: ignore[index]
+    if len(prefixes) > 1:
+        problems.append((CHECKPOINT_DIR, f"the checkpoints name {len(prefixes)} logs "
+                         f"({', '.join(sorted(prefixes))}); one Landscape has one origin prefix"))
     if seals:
-        want = vkey_lines(key, [s.scope for s in seals]).encode("utf-8")
         got = files.get(LOG_VKEY_FILE)
+        want = vkey_lines(key, [log.origin for log in logs.values()]).encode("utf-8")
         if got is None:
             problems.append((LOG_VKEY_FILE, "missing: the bundle has no log verifier key"))
         elif got != want:
-            problems.append((LOG_VKEY_FILE, f"not the verifier key(s) of key {key.key_id}: "
-                             f"expected {want.decode().strip()!r}"))
+            problems.append((LOG_VKEY_FILE, f"not the verifier key(s) of key {key.key_id} for "
+                             f"the bundle's checkpoints: expected {want.decode().strip()!r}"))
     for n, json_proof in enumerate(json_proofs):
         name = proof_name(n)
         data = files.get(name)
         if data is None:
             problems.append((name, "missing: every sampled record has a tlog-proof file"))
             continue
-        problems += [(name, p) for p in check_proof_file(data, json_proof, notes, key)]
+        problems += [(name, p) for p in check_proof_file(data, json_proof, logs, key)]
     return problems
