@@ -43,6 +43,7 @@ from governance_pipeline.landscape.store import Landscape
 from governance_pipeline.landscape.verify import _read_snapshot
 from governance_pipeline.landscape.witness_log import (
     LOCK_FILE,
+    WITNESS_FILE_INVALID,
     SUFFIX,
     newest,
     origin_dir,
@@ -189,7 +190,8 @@ def witness_scope(landscape: Landscape, scope: str, out: Path, *, trusted: Publi
         directory = origin_dir(out, checkpoint.origin)
         try:
             with _locked(directory):
-                return _check_and_append(conn, scope, note, checkpoint, directory, cosigner, now)
+                return _check_and_append(conn, scope, note, checkpoint, directory, cosigner, now,
+                                         trusted)
         except OSError as exc:
             raise OperationalError(f"cannot write the witness directory {directory}: {exc}",
                                    code=FILE_IO_FAILED, details={"path": str(directory)}) from exc
@@ -218,12 +220,18 @@ def _opened(note: str, origin: str, scope: str, trusted: PublicKey) -> Checkpoin
 
 
 def _check_and_append(conn: Connection, scope: str, note: str, checkpoint: Checkpoint,
-                      directory: Path, cosigner: Cosigner | None,
-                      now: int | None) -> WitnessOutcome:
+                      directory: Path, cosigner: Cosigner | None, now: int | None,
+                      trusted: PublicKey) -> WitnessOutcome:
     origin, size, root = checkpoint.origin, checkpoint.size, checkpoint.root_hash
     previous = newest(directory.parent, origin)
     shown = _b64(root)
     if previous is not None:
+        try:  # a file planted in DIR must not steer the witness
+            open_checkpoint(previous.text, tlog_view.log_verifiers(trusted, [origin]), origin)
+        except TlogError as exc:
+            raise AuditIntegrityError(f"{previous.path} is not a checkpoint signed by the trusted "
+                                      f"key: {exc.message}", code=WITNESS_FILE_INVALID,
+                                      details={"path": str(previous.path)}) from exc
         old = previous.checkpoint
         where = f"{origin}: the witness holds size {old.size} root {_b64(old.root_hash)}"
         if old.size > size:

@@ -217,7 +217,7 @@ def check_tlog_files(files: Mapping[str, bytes | None], seals: Sequence[Seal],
         problems += [(name, p) for p in found]
         if log is not None:
             logs[seal.scope] = log
-    prefixes = {tlog_view.split_origin(log.origin)[0] for log in logs.values()}  # type: ignore[index]
+    prefixes = {log.origin.rpartition("/")[0] for log in logs.values()}  # split_origin checked
     if len(prefixes) > 1:
         problems.append((CHECKPOINT_DIR, f"the checkpoints name {len(prefixes)} logs "
                          f"({', '.join(sorted(prefixes))}); one Landscape has one origin prefix"))
