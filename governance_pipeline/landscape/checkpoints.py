@@ -18,10 +18,12 @@ sealed at every commit.
 from __future__ import annotations
 
 import secrets
+from typing import Any
 from urllib.parse import quote
+from weakref import WeakKeyDictionary
 
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Engine, Row, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from governance_pipeline.contracts.merkle import Frontier, leaf_hash
@@ -60,6 +62,12 @@ def read_origin_prefix(conn: Connection) -> str | None:
     return None if found is None else str(found)
 
 
+# Per engine, the prefix once read as already committed: it never changes after the first
+# checkpoint, and the global chain is sealed at every commit, so the lookup is skipped there.
+# (verify never uses this: it reads the row in its snapshot.)
+_PREFIX_SEEN: WeakKeyDictionary[Engine, str] = WeakKeyDictionary()
+
+
 def _insert_prefix(conn: Connection, prefix: str, now: str) -> None:
     values = {"origin_id": 1, "origin_prefix": prefix, "created_at": now}
     dialect = {"sqlite": sqlite, "postgresql": postgresql}.get(conn.dialect.name)
@@ -73,8 +81,12 @@ def _insert_prefix(conn: Connection, prefix: str, now: str) -> None:
 
 def ensure_origin_prefix(conn: Connection, now: str) -> str:
     """The Landscape's origin prefix, fixed now (at random) if it has none yet."""
+    cached = _PREFIX_SEEN.get(conn.engine)
+    if cached is not None:
+        return cached
     found = read_origin_prefix(conn)
     if found is not None:
+        _PREFIX_SEEN[conn.engine] = found  # read, not written by this (uncommitted) transaction
         return found
     _insert_prefix(conn, f"{ORIGIN_HOST}/{secrets.token_hex(8)}", now)
     found = read_origin_prefix(conn)
@@ -95,6 +107,7 @@ def set_origin_prefix(conn: Connection, prefix: str, now: str) -> str:
                         "name it; it cannot change", code=ORIGIN_FIXED)
     conn.execute(ledger_origin.delete())
     _insert_prefix(conn, prefix, now)
+    _PREFIX_SEEN.pop(conn.engine, None)
     return prefix
 
 
@@ -128,13 +141,11 @@ def _leaves(conn: Connection, scope: str, after: int, through: int) -> list[byte
         return None
 
 
-def _frontier_at(conn: Connection, scope: str, seq: int, head_hash: str) -> Frontier | None:
+def _frontier_at(conn: Connection, scope: str, seq: int, head_hash: str,
+                 latest: Row[Any] | None) -> Frontier | None:
     """The tree of the chain's first ``seq`` entries: the latest stored frontier below it
-    extended by the entries since (usually just the head), else rebuilt from the whole chain."""
-    latest = conn.execute(select(ledger_checkpoints.c.tree_size, ledger_checkpoints.c.frontier)
-                          .where(ledger_checkpoints.c.scope == scope,
-                                 ledger_checkpoints.c.tree_size < seq)
-                          .order_by(ledger_checkpoints.c.tree_size.desc()).limit(1)).first()
+    (``latest``) extended by the entries since (usually just the head), else rebuilt from the
+    whole chain."""
     frontier = None
     if latest is not None:
         try:
@@ -163,11 +174,13 @@ def write_checkpoint(conn: Connection, scope: str, seq: int, head_hash: str, sig
     """Sign and store the checkpoint of ``scope`` at size ``seq`` (head ``head_hash``); the
     caller holds the scope's lock. Returns the note, or None when that size is checkpointed
     already (a log never signs two heads for one size) or the chain cannot be read whole."""
-    exists = conn.execute(select(ledger_checkpoints.c.tree_size).where(
-        ledger_checkpoints.c.scope == scope, ledger_checkpoints.c.tree_size == seq)).first()
-    if exists is not None:
+    latest = conn.execute(select(ledger_checkpoints.c.tree_size, ledger_checkpoints.c.frontier)
+                          .where(ledger_checkpoints.c.scope == scope,
+                                 ledger_checkpoints.c.tree_size <= seq)
+                          .order_by(ledger_checkpoints.c.tree_size.desc()).limit(1)).first()
+    if latest is not None and latest.tree_size == seq:
         return None
-    frontier = Frontier() if seq == 0 else _frontier_at(conn, scope, seq, head_hash)
+    frontier = Frontier() if seq == 0 else _frontier_at(conn, scope, seq, head_hash, latest)
     if frontier is None:
         return None  # a gap or a malformed entry: verify reports the chain, nothing is signed
     origin = origin_of(ensure_origin_prefix(conn, now), scope)

@@ -42,9 +42,9 @@ from governance_pipeline.landscape.checkpoints import (
 from governance_pipeline.landscape.keys import PublicKey
 from governance_pipeline.landscape.schema import ledger_checkpoints, ledger_entries
 
-__all__ = ["ScopeTree", "StoredCheckpoint", "checkpoint_at", "consistency_proof", "entry_leaf",
-           "inclusion_proof", "latest_checkpoint", "scope_origin", "scope_verifier",
-           "tlog_proof"]
+__all__ = ["ScopeTree", "StoredCheckpoint", "checked_consistency", "checkpoint_at",
+           "consistency_proof", "entry_leaf", "inclusion_proof", "latest_checkpoint",
+           "scope_origin", "scope_verifier", "tlog_proof"]
 
 
 @dataclass(frozen=True, slots=True)
