@@ -27,8 +27,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from governance_pipeline.contracts.clock import ManualClock
 from governance_pipeline.contracts.events import make_event
 from governance_pipeline.governance.exports.attestation import open_envelope
-from governance_pipeline.governance.exports.checkpoint import checkpoint_for
-from governance_pipeline.governance.exports.proofs import inclusion_proofs
+from governance_pipeline.contracts.errors import ConfigError
+from governance_pipeline.governance.exports.checkpoint import checkpoint_for, seal_scopes
+from governance_pipeline.governance.exports.proofs import RECORD_UNPROVABLE, inclusion_proofs
 from governance_pipeline.governance.exports.tlog_files import tlog_files, vkey_lines
 from governance_pipeline.governance.exports.verify_bundle import TLOG, verify_bundle
 from governance_pipeline.landscape.keys import Signer
@@ -36,6 +37,8 @@ from governance_pipeline.landscape.recorder import Recorder
 from governance_pipeline.landscape.schema import GLOBAL_SCOPE
 from governance_pipeline.landscape.store import Landscape
 from governance_pipeline_tests.bundle_dir_fixtures import build_bundle, sealed_run
+from governance_pipeline_tests.test_checkpoints_migration import _copy_into_0007
+from governance_pipeline_tests.test_migrations import empty_db_url  # noqa: F401 - fixture
 from governance_pipeline_tests.test_verify_bundle import cli, resign
 
 
@@ -316,3 +319,28 @@ class TestIndependentCheck:
         with pytest.raises(InvalidSignature):
             spec_check((bundle / "proofs/4.tlog-proof").read_text(), theirs)
         assert spec_check((bundle / "proofs/4.tlog-proof").read_text(), vkeys)
+
+
+# --- a run sealed before checkpoints existed (revision 0007) --------------------------------------
+def test_a_run_sealed_at_0007_gets_tlog_proofs_once_resealed(empty_db_url: str,  # noqa: F811
+                                                            tmp_path: Path) -> None:
+    clock = ManualClock()
+    keys = tmp_path / "keys"
+    recorded = Landscape.open(f"sqlite:///{tmp_path / 'recorded.db'}", keys, clock=clock)
+    run = sealed_run(recorded, clock, tmp_path)
+    _copy_into_0007(recorded, empty_db_url)
+    recorded.dispose()
+    upgraded = Landscape.open(empty_db_url, keys, clock=clock)
+    try:
+        scopes = [run.run_id, GLOBAL_SCOPE]
+        legacy = checkpoint_for(upgraded, scopes)
+        with pytest.raises(ConfigError) as caught:  # no checkpoint yet at the sealed size
+            tlog_files(upgraded, inclusion_proofs(upgraded, run.samples, legacy), legacy)
+        assert caught.value.code is RECORD_UNPROVABLE
+        seal_scopes(upgraded, scopes)  # what an export does first: seals them again
+        fresh = checkpoint_for(upgraded, scopes)
+        assert [s.seq for s in fresh.seals] == [s.seq for s in legacy.seals]
+        build_bundle(upgraded, run, tmp_path / "bundle", checkpoint=fresh)
+        assert verify_bundle(tmp_path / "bundle", trusted_key=upgraded.signer.public).ok
+    finally:
+        upgraded.dispose()
