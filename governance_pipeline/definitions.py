@@ -33,6 +33,7 @@ from governance_pipeline.orchestration.bundle_assets import bundle_definitions
 from governance_pipeline.orchestration.catalog import build_pipeline_definitions, sink_asset_keys
 from governance_pipeline.orchestration.event_sensors import event_delivery_sensor
 from governance_pipeline.orchestration.retention import retention_definitions
+from governance_pipeline.orchestration.witnessing import witness_definitions
 
 # The UI shows findings as metadata; the full list is always in the run's logs.
 _FINDINGS_IN_METADATA = 200
@@ -103,6 +104,7 @@ def _code_location() -> Definitions:
         pipelines,
         bundle_definitions(sink_asset_keys(pipelines)),
         retention_definitions(),
+        witness_definitions(),
     )
 
 

@@ -33,6 +33,7 @@ from governance_pipeline.governance.exports.checkpoint import (
 )
 from governance_pipeline.governance.exports.clearance import ExportClearance
 from governance_pipeline.governance.exports.proofs import inclusion_proofs
+from governance_pipeline.governance.exports.tlog_files import tlog_files
 from governance_pipeline.landscape.keys import Signer
 from governance_pipeline.landscape.recorder import Recorder
 from governance_pipeline.landscape.schema import GLOBAL_SCOPE
@@ -122,4 +123,5 @@ def build_bundle(landscape: Landscape, run: SealedRun, out: Path, *,
         proofs = inclusion_proofs(landscape, run.samples, checkpoint)
     return write_bundle(out, content_files(subject), kind=ExportKind.EVIDENCE, subject=subject,
                         clearance=clearance_for(subject), signer=signer or landscape.signer,
-                        checkpoint=checkpoint, proofs=proofs, created_at=CREATED_AT)
+                        checkpoint=checkpoint, proofs=proofs, created_at=CREATED_AT,
+                        tlog=tlog_files(landscape, proofs, checkpoint))

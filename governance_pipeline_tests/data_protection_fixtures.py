@@ -73,12 +73,13 @@ def snapshot(landscape: Landscape) -> dict[str, list[tuple[Any, ...]]]:
 
 
 #: What a refused (or no-op) operator action adds: its operator-log entry, in the global chain.
-_OPERATOR_TRAIL = frozenset({"operator_events", "ledger_entries", "ledger_seals"})
+_OPERATOR_TRAIL = frozenset({"operator_events", "ledger_entries", "ledger_seals",
+                             "ledger_checkpoints"})
 
 
 def state_snapshot(landscape: Landscape) -> dict[str, list[tuple[Any, ...]]]:
-    """``snapshot`` less the global scope's operator log and the chain entries and seals that
-    record it: equal state snapshots, nothing changed but the operator log's own entries."""
+    """``snapshot`` less the global scope's operator log and the chain entries, seals and
+    checkpoints that record it: equal state snapshots, nothing changed but the operator log's own entries."""
     out: dict[str, list[tuple[Any, ...]]] = {}
     with landscape.engine.connect() as conn:
         for table in metadata.sorted_tables:

@@ -18,9 +18,13 @@ from typing import Any
 
 import orjson
 import psycopg
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy.engine import make_url
 
-from governance_pipeline.landscape import ledger
+from governance_pipeline.contracts import merkle
+from governance_pipeline.contracts.signed_note import sign_note
+from governance_pipeline.contracts.tlog_checkpoint import Checkpoint
+from governance_pipeline.landscape import checkpoints, ledger
 from governance_pipeline.landscape.keys import Signer
 from governance_pipeline.landscape.schema import LEDGERED
 
@@ -245,17 +249,21 @@ def truncate_chain_to(db: RawDB, scope: str, seq: int, *, keep_seals: bool = Fal
             for table, key in manifest_keys(entry) - kept:
                 delete_record(db, table, key)
     db.execute("DELETE FROM ledger_entries WHERE scope = ? AND seq > ?", (scope, seq))
-    if not keep_seals:
+    if not keep_seals:  # the seals over them, and their checkpoints
         db.execute("DELETE FROM ledger_seals WHERE scope = ? AND seq > ?", (scope, seq))
+        db.execute("DELETE FROM ledger_checkpoints WHERE scope = ? AND tree_size > ?",
+                   (scope, seq))
 
 
 def delete_run(db: RawDB, run_id: str) -> None:
-    """Every trace of a run: its rows in every run-scoped table, its chain and its seals."""
+    """Every trace of a run: its rows in every run-scoped table, its chain, seals and
+    checkpoints."""
     for spec in LEDGERED.values():
         if spec.scope_column is not None:
             db.execute(f"DELETE FROM {spec.name} WHERE {spec.scope_column} = ?", (run_id,))
     db.execute("DELETE FROM ledger_entries WHERE scope = ?", (run_id,))
     db.execute("DELETE FROM ledger_seals WHERE scope = ?", (run_id,))
+    db.execute("DELETE FROM ledger_checkpoints WHERE scope = ?", (run_id,))
 
 
 def restore_row(db: RawDB, table: str, row: dict[str, Any]) -> None:
@@ -266,3 +274,32 @@ def restore_row(db: RawDB, table: str, row: dict[str, Any]) -> None:
     db.execute(f"UPDATE {table} SET " + ", ".join(f"{c} = ?" for c in columns) + " WHERE "
                + " AND ".join(f"{k} = ?" for k in keys),
                [row[c] for c in columns] + [row[k] for k in keys])
+
+
+def reseal_all(db: RawDB, scope: str, signer: Signer) -> int:
+    """Re-sign every seal and every C2SP checkpoint of ``scope`` over the chain as it is now,
+    with ``signer``: what the holder of the real key does after rewriting a chain (the
+    checkpoints' roots and frontiers recomputed with the project's own Merkle code). Returns how
+    many seals it re-signed."""
+    chain = entries(db, scope)
+    heads = {e["seq"]: e["entry_hash"] for e in chain}
+    seals = db.execute("SELECT seal_id, seq, sealed_at FROM ledger_seals WHERE scope = ?",
+                       (scope,))
+    for seal_id, seq, sealed_at in seals:
+        head = ledger.GENESIS_HASH if seq == 0 else heads[seq]
+        message = ledger.seal_message(scope=scope, seq=seq, head_hash=head,
+                                      key_id=signer.key_id, sealed_at=sealed_at)
+        db.execute("UPDATE ledger_seals SET head_hash = ?, key_id = ?, signature = ? "
+                   "WHERE seal_id = ?", (head, signer.key_id, signer.sign(message), seal_id))
+    raw = signer.public.key.public_bytes(serialization.Encoding.Raw,
+                                         serialization.PublicFormat.Raw)
+    for size, note in db.execute("SELECT tree_size, note FROM ledger_checkpoints "
+                                 "WHERE scope = ?", (scope,)):
+        origin = note.split("\n", 1)[0]
+        frontier = merkle.Frontier()
+        frontier.extend(checkpoints.entry_leaf(e["entry_hash"]) for e in chain[:size])
+        body = Checkpoint(origin, size, frontier.root()).body()
+        signed = sign_note(body, origin, lambda m: bytes.fromhex(signer.sign(m)), raw)
+        db.execute("UPDATE ledger_checkpoints SET note = ?, frontier = ? WHERE scope = ? AND "
+                   "tree_size = ?", (signed, frontier.to_bytes(), scope, size))
+    return len(seals)

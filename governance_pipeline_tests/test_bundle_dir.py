@@ -24,6 +24,7 @@ from governance_pipeline.governance.exports.bundle_dir import (
 )
 from governance_pipeline.governance.exports.checkpoint import Checkpoint, checkpoint_for
 from governance_pipeline.governance.exports.proofs import inclusion_proofs
+from governance_pipeline.governance.exports.tlog_files import tlog_files
 from governance_pipeline.landscape.keys import Signer
 from governance_pipeline.landscape.schema import GLOBAL_SCOPE
 from governance_pipeline.landscape.store import Landscape
@@ -57,7 +58,9 @@ def test_bundle_holds_every_file_with_a_signed_manifest(landscape: Landscape, ru
     result = build_bundle(landscape, run, out)
     assert verify(landscape).ok  # building a bundle left the audit trail intact
     on_disk = {k: v for k, v in tree_bytes(out).items() if v is not None}
-    assert set(on_disk) == set(content_files(run.run_id)) | OWN_FILES | {
+    tlog = {f"proofs/{n}.tlog-proof" for n in range(len(run.samples))} | {
+        f"checkpoints/{run.run_id}.checkpoint", "checkpoints/global.checkpoint", "trust/log.vkey"}
+    assert set(on_disk) == set(content_files(run.run_id)) | OWN_FILES | tlog | {
         "manifest.json", "manifest.sig", "attestation.intoto.json"}
     body = on_disk["manifest.json"]
     manifest = json.loads(body)
@@ -87,19 +90,22 @@ def test_the_same_inputs_give_the_same_bytes(landscape: Landscape, run: SealedRu
                                             tmp_path: Path) -> None:
     checkpoint = checkpoint_for(landscape, [run.run_id, GLOBAL_SCOPE])
     proofs = inclusion_proofs(landscape, run.samples, checkpoint)
+    tlog = tlog_files(landscape, proofs, checkpoint)
     clearance = clearance_for(run.run_id)
 
     def write(out: Path) -> bytes:
         write_bundle(out, content_files(run.run_id), kind=ExportKind.EVIDENCE,
                      subject=run.run_id, clearance=clearance, signer=landscape.signer,
-                     checkpoint=checkpoint, proofs=proofs, created_at="2024-05-01T10:00:00Z")
+                     checkpoint=checkpoint, proofs=proofs, created_at="2024-05-01T10:00:00Z",
+                     tlog=tlog)
         return (out / "manifest.json").read_bytes()
 
     assert write(tmp_path / "a") == write(tmp_path / "b")
     assert tree_bytes(tmp_path / "a") == tree_bytes(tmp_path / "b")  # Ed25519 is deterministic
     other = write_bundle(tmp_path / "c", content_files(run.run_id), kind=ExportKind.EVIDENCE,
                          subject=run.run_id, clearance=clearance, signer=landscape.signer,
-                         checkpoint=checkpoint, proofs=proofs, created_at="2024-05-02T10:00:00Z")
+                         checkpoint=checkpoint, proofs=proofs, created_at="2024-05-02T10:00:00Z",
+                         tlog=tlog)
     assert other.bundle_digest != hashlib.sha256(write(tmp_path / "d")).hexdigest()
 
 

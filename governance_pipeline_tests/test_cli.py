@@ -401,6 +401,8 @@ def test_verify_with_another_public_key_rejects_every_seal(tmp_path: Path) -> No
     assert result.code == 5
     doc = result.json()
     assert doc["findings"] and all(f["table"] == "ledger_seals" or f["check"] == "seal"
+                                   or (f["check"] == "checkpoint"
+                                       and f["message"].startswith("invalid signature"))
                                    for f in doc["findings"])
     assert doc["problem"]["code"] == "GP-AUDIT-005"
     not_a_key = tmp_path / "not-a-key.pem"

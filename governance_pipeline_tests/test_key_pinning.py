@@ -14,17 +14,19 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import update
 
+from governance_pipeline.contracts.signed_note import parse_note, sign_note
 from governance_pipeline.landscape import ledger
+from governance_pipeline.landscape.checkpoints import public_key_raw
 from governance_pipeline.landscape.database import create_landscape_engine
 from governance_pipeline.landscape.keys import PRIVATE_KEY_FILE, Signer
-from governance_pipeline.landscape.schema import ledger_seals
+from governance_pipeline.landscape.schema import ledger_checkpoints, ledger_seals
 from governance_pipeline.landscape.verify_chain import raw_select
 from governance_pipeline_tests.test_cli import demo, run
 
 
 def _swap_key_and_resign(home: Path, db_url: str) -> Signer:
-    """What an attacker with write access to the DB and keys/ does: a new key, every seal
-    re-signed with it, so the Landscape is consistent with the key file again."""
+    """What an attacker with write access to the DB and keys/ does: a new key, every seal and
+    checkpoint re-signed with it, so the Landscape is consistent with the key file again."""
     attacker = Signer.generate()
     pem = attacker.private_key.private_bytes(serialization.Encoding.PEM,
                                              serialization.PrivateFormat.PKCS8,
@@ -43,6 +45,15 @@ def _swap_key_and_resign(home: Path, db_url: str) -> Signer:
                 conn.execute(update(ledger_seals)
                              .where(ledger_seals.c.seal_id == seal["seal_id"])
                              .values(key_id=attacker.key_id, signature=attacker.sign(message)))
+            # ... and every C2SP checkpoint: the same text, signed under the same origin.
+            for cp in list(conn.execute(raw_select(ledger_checkpoints)).mappings()):
+                body, _ = parse_note(cp["note"])
+                origin = body.split("\n", 1)[0]
+                note = sign_note(body, origin, lambda m: bytes.fromhex(attacker.sign(m)),
+                                 public_key_raw(attacker.public))
+                conn.execute(update(ledger_checkpoints).where(
+                    ledger_checkpoints.c.scope == cp["scope"],
+                    ledger_checkpoints.c.tree_size == cp["tree_size"]).values(note=note))
     finally:
         engine.dispose()
     return attacker

@@ -334,13 +334,18 @@ def test_consistent_rewrite_resealed_with_attacker_key_is_rejected(
     head = entry_key(run.run_id, run.ledger_entries)
     assert {(f.check, f.table, f.key) for f in report.findings} == {
         ("seal", "ledger_seals", seal_id), ("seal", "ledger_entries", head),
-        ("chain", "ledger_entries", head)}
+        ("chain", "ledger_entries", head), ("checkpoint", "ledger_checkpoints", head)}
     assert has(report, "seal", "ledger_seals", seal_id, "sealed by unknown key")
+    # The run's C2SP checkpoint, signed by the real key, names the tree before the rewrite.
+    assert has(report, "checkpoint", "ledger_checkpoints", head, "root mismatch")
     # The rewrite itself is flawless: trusting the attacker's key, only the head the global
-    # chain anchored at the run's seal still tells it apart.
+    # chain anchored at the run's seal, and the checkpoint the attacker could not re-sign,
+    # still tell it apart.
     trusting = verify(landscape, run.run_id, public_key=attacker.public)
-    assert [(f.check, f.key) for f in trusting.findings] == [("chain", head)]
+    assert {(f.check, f.key) for f in trusting.findings} == {("chain", head),
+                                                             ("checkpoint", head)}
     assert has(trusting, "chain", "ledger_entries", head, "run rewritten")
+    assert has(trusting, "checkpoint", "ledger_checkpoints", head, "invalid signature")
 
 
 def test_consistent_rewrite_resealed_under_our_key_id_is_rejected(

@@ -46,7 +46,10 @@ from governance_pipeline_tests.bundle_dir_fixtures import build_bundle, sealed_r
 
 CLI = Path(sys.executable).with_name("governance-pipeline")
 MANIFEST_LISTED = ["bundle.json", "bundle.pdf", "attachments/notes.txt", "proofs.json",
-                   "VERIFY.md", "public_key.pem"]
+                   "VERIFY.md", "public_key.pem", "proofs/0.tlog-proof",
+                   "checkpoints/global.checkpoint", "trust/log.vkey"]
+#: Listed too: proofs/1..4.tlog-proof and the run's checkpoint (its name holds the run id).
+OTHER_TLOG_FILES = 5
 
 
 @dataclass
@@ -137,7 +140,8 @@ def assert_rejected(bundle: Path, check: str, file: str, text: str,
 def test_an_untouched_bundle_verifies(bundle: Path, bundles: Bundles) -> None:
     result = verify_bundle(bundle, trusted_key=bundles.signer.public)
     assert result.ok, result.findings
-    assert result.files_checked == len(MANIFEST_LISTED) and result.proofs_checked == 5
+    assert result.files_checked == len(MANIFEST_LISTED) + OTHER_TLOG_FILES
+    assert result.proofs_checked == 5
     assert result.key_id == bundles.signer.key_id
     code, doc = cli(str(bundle))
     assert code == 0 and doc["ok"] is True and doc["findings"] == []

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from governance_pipeline.contracts.enums import Decision
 from governance_pipeline.governance.approvals.service import ApprovalService
 from governance_pipeline.contracts.records import PolicySnapshotRecord
-from governance_pipeline.landscape import ledger, migrate, witness
+from governance_pipeline.landscape import checkpoints, ledger, migrate, witness
 from governance_pipeline.landscape.database import create_landscape_engine
 from governance_pipeline.landscape.keys import PRIVATE_KEY_FILE
 from governance_pipeline.landscape.recorder import Recorder
@@ -261,8 +261,11 @@ def legacy_global_tail(url: str, keys: Path) -> None:
     migrate.upgrade(engine, "0002")
     engine.dispose()
     landscape = Landscape(create_landscape_engine(url), keys)
-    with Recorder(landscape).unit(GLOBAL_SCOPE) as uow:
-        uow.add(PolicySnapshotRecord("ps_old", "t", "c" * 64, "v1", "[]", 0, uow.now))
+    with pytest.MonkeyPatch.context() as mp:
+        # The code of that revision wrote no C2SP checkpoints (their table came with 0008).
+        mp.setattr(checkpoints, "write_checkpoint", lambda *args, **kwargs: None)
+        with Recorder(landscape).unit(GLOBAL_SCOPE) as uow:
+            uow.add(PolicySnapshotRecord("ps_old", "t", "c" * 64, "v1", "[]", 0, uow.now))
     with raw_connection(url) as db:
         db.execute("DELETE FROM ledger_seals")
     landscape.dispose()

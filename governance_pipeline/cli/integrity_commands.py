@@ -8,8 +8,14 @@ import click
 
 from governance_pipeline.cli.access import open_landscape
 from governance_pipeline.cli.bundle_commands import read_public_key
+from governance_pipeline.cli.ledger_commands import read_cosigner_keys
 from governance_pipeline.cli.output import CliState, findings_code, report_findings, reporting
-from governance_pipeline.contracts.errors import SWEEP_FINDINGS, NotFoundError
+from governance_pipeline.contracts.errors import (
+    SWEEP_FINDINGS,
+    USAGE_INVALID,
+    GovernanceError,
+    NotFoundError,
+)
 from governance_pipeline.landscape.keys import PRIVATE_KEY_FILE
 from governance_pipeline.landscape.schema import GLOBAL_SCOPE
 from governance_pipeline.landscape.sweep import sweep
@@ -24,16 +30,28 @@ from governance_pipeline.landscape.verify import verify
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Check seals against this Ed25519 public key (PEM or hex) instead of the key "
                    "pinned in the trust file (GOVERNANCE_TRUSTED_KEYS).")
-def verify_cmd(state: CliState, run_id: str | None, public_key_path: Path | None) -> int:
+@click.option("--witness", "witness_dir",
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A witness directory (`ledger witness --out`): the ledger must still have "
+                   "every checkpoint it holds.")
+@click.option("--cosigner-key", "cosigner_keys", multiple=True, metavar="VKEY",
+              help="With --witness: every witnessed checkpoint must carry a valid "
+                   "tlog-cosignature of this key (a vkey, or a file of vkeys). Repeatable.")
+def verify_cmd(state: CliState, run_id: str | None, public_key_path: Path | None,
+               witness_dir: Path | None, cosigner_keys: tuple[str, ...]) -> int:
     """Recompute the ledger from the tables and run the sweep; name every altered record (exit 5).
 
     RUN_ID limits the check to one run ("global" names the scope of policies and approvals).
     """
+    if cosigner_keys and witness_dir is None:
+        raise GovernanceError("--cosigner-key needs --witness DIR", code=USAGE_INVALID)
+    cosigners = read_cosigner_keys(cosigner_keys)
     explicit = read_public_key(public_key_path, "--public-key") if public_key_path else None
     with open_landscape(state.settings()) as landscape:
         trusted = (explicit_key(explicit, public_key_path) if explicit and public_key_path
                    else landscape.trusted_key())
-        report = verify(landscape, run_id, public_key=trusted.key)
+        report = verify(landscape, run_id, public_key=trusted.key, witness_dir=witness_dir,
+                        cosigners=cosigners)
         try:
             swept = None if run_id == GLOBAL_SCOPE else sweep(landscape, run_id)
         except NotFoundError:
@@ -56,6 +74,9 @@ def verify_cmd(state: CliState, run_id: str | None, public_key_path: Path | None
         summary += f", {len(swept.checks)} sweep checks"
     summary += "".join(f", {n} {action}" for action, n in report.redacted.counts.items() if n)
     summary += f"; seals checked against {trusted.describe()}"
+    if report.witness is not None:
+        summary += (f"; {report.witness.checked} witnessed checkpoint(s) of "
+                    f"{report.witness.root}")
     summary += "; " + ("OK" if not findings else f"{len(findings)} finding(s)")
     code = findings_code(doc, swept.findings if swept is not None else [])
     return report_findings(state, "verify", doc, findings, summary, code)

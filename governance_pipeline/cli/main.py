@@ -59,6 +59,8 @@ COMMANDS: dict[str, LazyCommand] = {
                         "the policy snapshot hash, what was written before the stop, and the "
                         "lineage of the violating row."),
     "keys": _entry("key_commands", "keys_group", "The Ed25519 key that signs ledger seals."),
+    "ledger": _entry("ledger_commands", "ledger_group",
+                     "The ledger as a transparency log: checkpoints, witnessing."),
     "metrics": _entry("metrics_commands", "metrics_cmd",
                       "Print (or serve) rows/s of recent runs, outcome counts, quarantine rate, "
                       "policy decisions by mode and result, policy stops, approvals pending and "

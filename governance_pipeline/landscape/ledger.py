@@ -3,7 +3,8 @@
 Every audit transaction appends one entry to the chain of its scope (a run id, or ``global``).
 The entry holds a manifest of ``[table, key, record_hash]`` for every record the transaction
 inserted or updated, commits to the manifest (``records_digest``) and to the previous entry
-(``prev_hash``). A seal signs the head of a chain with Ed25519. Verification (``verify.py``)
+(``prev_hash``). A seal signs the head of a chain with Ed25519, and signs it once more as a C2SP
+checkpoint of the chain's RFC 6962 Merkle tree (``checkpoints.py``). Verification (``verify.py``)
 replays the chain and compares the latest manifest hash of every record with the table.
 """
 
@@ -22,6 +23,7 @@ from sqlalchemy import Connection, select, text
 
 from governance_pipeline.contracts.hashing import canonical_json
 from governance_pipeline.contracts.ids import new_id
+from governance_pipeline.landscape import checkpoints
 from governance_pipeline.landscape.keys import Signer
 from governance_pipeline.landscape.schema import LEDGERED, LedgerSpec, ledger_entries, ledger_seals
 
@@ -187,4 +189,9 @@ def seal(conn: Connection, scope: str, signer: Signer, sealed_at: str, *,
         "seal_id": seal_id, "scope": scope, "seq": head.seq, "head_hash": head.entry_hash,
         "key_id": key_id, "signature": signer.sign(message), "sealed_at": sealed_at,
     })
+    # The same head as a C2SP checkpoint of the scope's Merkle tree (checkpoints.py): what a
+    # third party checks with standard tools. The legacy signature above stays for the readers
+    # of ledger_seals (bundles, older verifiers).
+    checkpoints.write_checkpoint(conn, scope, head.seq, head.entry_hash, signer, seal_id,
+                                 sealed_at)
     return seal_id

@@ -405,6 +405,11 @@ from governance_pipeline.landscape.schema_code import code_identities  # noqa: E
 
 from governance_pipeline.landscape.schema_anchors import run_anchors  # noqa: E402
 
+from governance_pipeline.landscape.schema_checkpoints import (  # noqa: E402
+    ledger_checkpoints,
+    ledger_origin,
+)
+
 from governance_pipeline.landscape.schema_data_protection import (  # noqa: E402
     LEDGERED_GLOBAL as _DATA_PROTECTION,
 )

@@ -2,7 +2,8 @@
 
 Nothing stored is trusted. For each scope (a run id, or ``global``) verify recomputes every
 entry hash of the chain and every manifest digest, checks every seal's signature against a
-trusted public key, replays the manifests (latest version of a record wins: an update re-emits
+trusted public key, checks every C2SP checkpoint against the chain's Merkle tree
+(``verify_checkpoints``), replays the manifests (latest version of a record wins: an update re-emits
 it) and compares the result with a record hash recomputed from every row of the scope. Payloads
 are checked against their content hash. Each discrepancy becomes a ``Finding``; ``verify`` never
 stops at the first one.
@@ -15,9 +16,10 @@ report records committed after the ledger was read.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -31,13 +33,16 @@ from governance_pipeline.contracts.errors import (
     Finding,
     NotFoundError,
 )
+from governance_pipeline.contracts.tlog_errors import CHECKPOINT_INVALID
 from governance_pipeline.landscape import ledger, witness
+from governance_pipeline.landscape.checkpoints import read_origin_prefix
 from governance_pipeline.landscape.database import SQLITE_BUSY_TIMEOUT_MS
 from governance_pipeline.landscape.keys import PublicKey
 from governance_pipeline.landscape.schema import (
     GLOBAL_SCOPE,
     LEDGERED,
     LedgerSpec,
+    ledger_checkpoints,
     ledger_entries,
     ledger_seals,
     payloads,
@@ -47,6 +52,13 @@ from governance_pipeline.landscape.schema import (
     validation_errors,
 )
 from governance_pipeline.landscape.verify_anchors import check_anchors, check_witness
+from governance_pipeline.landscape.verify_checkpoints import CHECKPOINT, check_checkpoints
+from governance_pipeline.landscape.verify_witness import (
+    WITNESS,
+    WITNESS_MISMATCH,
+    WitnessInput,
+    check_witnessed,
+)
 from governance_pipeline.landscape.store import Landscape
 from governance_pipeline.landscape.verify_payloads import PayloadJudge, Redacted
 from governance_pipeline.landscape.verify_chain import (
@@ -63,7 +75,7 @@ from governance_pipeline.landscape.verify_chain import (
 )
 
 _CODES = {CHAIN: LEDGER_TAMPERED, SEAL: SEAL_UNTRUSTED, RECORD: LEDGER_TAMPERED,
-          PAYLOAD: PAYLOAD_CORRUPT}
+          PAYLOAD: PAYLOAD_CORRUPT, CHECKPOINT: CHECKPOINT_INVALID, WITNESS: WITNESS_MISMATCH}
 
 
 @dataclass(frozen=True)
@@ -75,6 +87,8 @@ class VerifyReport:
     findings: list[Finding]
     #: Payloads without contents that a purge or erasure accounts for (not findings).
     redacted: Redacted = field(default_factory=Redacted)
+    #: What ``verify --witness`` checked (None: no witness directory was given).
+    witness: WitnessInput | None = None
 
     @property
     def ok(self) -> bool:
@@ -86,41 +100,51 @@ class VerifyReport:
             "records_checked": self.records_checked, "payloads_checked": self.payloads_checked,
             "findings": [{**f.as_dict(), "code": _CODES[f.check].code} for f in self.findings],
             "redacted_payloads": self.redacted.as_dict(),
+            "witness": self.witness.as_dict() if self.witness is not None else None,
         }
 
 
 def verify(landscape: Landscape, run_id: str | None = None, *,
-           public_key: PublicKey | None = None) -> VerifyReport:
+           public_key: PublicKey | None = None, witness_dir: Path | None = None,
+           cosigners: Sequence[Any] = ()) -> VerifyReport:
     """Verify one run's scope (``run_id``; ``"global"`` names the global scope) or every scope.
 
     Seals are trusted only when made by ``public_key`` (default: the key pinned in the
     Landscape's trust file, never the key file in keys/ as such).
+    ``witness_dir``: a directory of witnessed checkpoints (``ledger witness``) the ledger must
+    still agree with; ``cosigners`` (note ``Verifier``s of tlog-cosignature keys) must each have
+    cosigned every one of them (``verify_witness``).
     Raises ``NotFoundError`` when ``run_id`` leaves no trace at all in the database.
     """
     trusted = public_key or landscape.trusted_key().key  # pinned, not the key file (trust.py)
     witnessed = witness.snapshot(landscape.keys_dir)  # before the snapshot: it may only lag it
+    outside = WitnessInput.read(witness_dir, cosigners) if witness_dir is not None else None
     with _read_snapshot(landscape.engine) as conn:
         scopes = _all_scopes(conn) if run_id is None else [run_id]
         if run_id is not None and not _scope_exists(conn, run_id):
             raise NotFoundError(f"no run {run_id} in this Landscape (no run record, no ledger)",
                                 details={"run_id": run_id})
         state = Tally()
+        prefix = read_origin_prefix(conn)
         chains: dict[str, Chain] = {}
         judge = PayloadJudge(conn, state, landscape.protection)
         for scope in scopes:
             chain = chains[scope] = check_chain(conn, scope, state)
             check_seals(conn, scope, chain, trusted, state)
+            check_checkpoints(conn, scope, chain, trusted, state, prefix)
             if scope == GLOBAL_SCOPE:
                 check_witness(chain, witnessed, state)
             _check_records(conn, scope, chain.expected, state)
             _check_payloads(conn, scope, judge, with_data=run_id is not None)
         if run_id != GLOBAL_SCOPE:
             check_anchors(conn, chains, state, run_id)
+        if outside is not None:
+            check_witnessed(conn, scopes, outside, trusted, state, every_scope=run_id is None)
         if run_id is None:
             _check_unowned_records(conn, state)
             judge.check_all(conn)
     return VerifyReport(scopes, state.entries, state.records, state.payloads, state.findings,
-                        judge.redacted)
+                        judge.redacted, outside)
 
 
 # --- snapshot and scopes ------------------------------------------------------------------------
@@ -160,6 +184,7 @@ def _all_scopes(conn: Connection) -> list[str]:
     found = {GLOBAL_SCOPE}
     found.update(conn.execute(select(ledger_entries.c.scope).distinct()).scalars())
     found.update(conn.execute(select(ledger_seals.c.scope).distinct()).scalars())
+    found.update(conn.execute(select(ledger_checkpoints.c.scope).distinct()).scalars())
     for spec in LEDGERED.values():
         if spec.scope_column is not None:
             column = spec.table.c[spec.scope_column]
@@ -172,6 +197,7 @@ def _scope_exists(conn: Connection, scope: str) -> bool:
     if scope == GLOBAL_SCOPE:
         return True
     for where in (runs.c.run_id, ledger_entries.c.scope, ledger_seals.c.scope,
+                  ledger_checkpoints.c.scope,
                   run_anchors.c.run_id):
         if conn.execute(select(where).where(where == scope).limit(1)).first() is not None:
             return True

@@ -44,6 +44,7 @@ from governance_pipeline.governance.exports.bundle_format import (
 )
 from governance_pipeline.governance.exports.checkpoint import Checkpoint
 from governance_pipeline.governance.exports.clearance import ExportClearance
+from governance_pipeline.governance.exports.tlog_files import expected_names
 from governance_pipeline.governance.exports.verify_doc import render_verify_md
 from governance_pipeline.landscape.keys import Signer
 
@@ -76,8 +77,12 @@ class BundleResult:
 def write_bundle(out_dir: Path, files: Mapping[str, bytes], *, kind: ExportKind, subject: str,
                  clearance: ExportClearance, signer: Signer, checkpoint: Checkpoint,
                  proofs: list[dict[str, Any]], created_at: str,
-                 about: Mapping[str, Any] | None = None) -> BundleResult:
+                 about: Mapping[str, Any] | None = None,
+                 tlog: Mapping[str, bytes] | None = None) -> BundleResult:
     """Write the bundle of ``files`` (name → bytes) into ``out_dir`` atomically.
+
+    ``tlog`` is ``tlog_files.tlog_files(landscape, proofs, checkpoint)``: a tlog-proof per proof,
+    the checkpoint of each scope and the log's verifier key; it must hold exactly those.
 
     ``about`` adds the facts of the bundle's content (period, run and incident ids, policy
     snapshot hash, ledger heads...) to the attestation's predicate.
@@ -86,9 +91,15 @@ def write_bundle(out_dir: Path, files: Mapping[str, bytes], *, kind: ExportKind,
     for a bad file name, a clearance for another export, or a checkpoint not sealed by
     ``signer``; ``OperationalError`` GP-IO-001 when the file system fails.
     """
+    tlog = dict(tlog or {})
     _check_inputs(files, kind, subject, clearance, signer, checkpoint, proofs)
+    want = expected_names(len(proofs), checkpoint.scopes)
+    if set(tlog) != want:
+        raise ConfigError(f"the tlog files do not match the proofs and checkpoint: missing "
+                          f"{sorted(want - set(tlog))}, unexpected {sorted(set(tlog) - want)}",
+                          code=BUNDLE_INPUT_INVALID)
     _refuse_non_empty(out_dir)
-    content: dict[str, bytes] = dict(files)
+    content: dict[str, bytes] = {**files, **tlog}
     content[PROOFS_FILE] = json_bytes(proofs)
     content[VERIFY_FILE] = render_verify_md(kind=kind.value, subject=subject,
                                             key_id=signer.key_id, created_at=created_at,

@@ -4,6 +4,9 @@
 <bundle>/
   <content files>     e.g. bundle.json, bundle.pdf (named by the export)
   proofs.json         inclusion proofs of the sampled audit records
+  proofs/<n>.tlog-proof   the same proofs as c2sp.org/tlog-proof@v1 files (exports.tlog_files)
+  checkpoints/<scope>.checkpoint  each scope's signed checkpoint (c2sp.org/tlog-checkpoint)
+  trust/log.vkey      the signed-note verifier key(s) of those checkpoints
   VERIFY.md           how to check the bundle offline
   public_key.pem      the Ed25519 key that signed manifest.sig and sealed the checkpoint
   manifest.json       sha256 + size of every file above, the checkpoint, who cleared the export
@@ -35,6 +38,8 @@ ATTESTATION_FILE = "attestation.intoto.json"  # see exports.attestation
 #: Files the bundle writer makes itself; content files may not take these names.
 RESERVED = frozenset({MANIFEST_FILE, SIGNATURE_FILE, PROOFS_FILE, VERIFY_FILE, PUBLIC_KEY_FILE,
                       ATTESTATION_FILE})
+#: Directories the bundle writer fills itself (exports.tlog_files); no content file lives there.
+WRITER_DIRS = ("proofs", "checkpoints", "trust")
 #: Files outside the manifest: the manifest itself, its signature and the attestation (whose
 #: subjects cover the manifest and its signature in turn).
 UNLISTED = frozenset({MANIFEST_FILE, SIGNATURE_FILE, ATTESTATION_FILE})
@@ -85,6 +90,6 @@ def bad_file_name(name: str) -> str:
         return "must be a normalised relative POSIX path"
     if any(part in ("", ".", "..") or part.startswith(".") for part in path.parts):
         return "must not have hidden, '.' or '..' parts"
-    if name in RESERVED:
+    if name in RESERVED or path.parts[0] in WRITER_DIRS:
         return "is a name the bundle writer uses itself"
     return ""

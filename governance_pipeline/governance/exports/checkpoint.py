@@ -23,7 +23,7 @@ from governance_pipeline.contracts.errors import (
 )
 from governance_pipeline.landscape import ledger
 from governance_pipeline.landscape.recorder import Recorder
-from governance_pipeline.landscape.schema import ledger_entries, ledger_seals
+from governance_pipeline.landscape.schema import ledger_checkpoints, ledger_entries, ledger_seals
 from governance_pipeline.landscape.store import Landscape
 
 SCOPE_UNSEALED = register(
@@ -110,10 +110,12 @@ def checkpoint_for(landscape: Landscape, scopes: Iterable[str]) -> Checkpoint:
 
 
 def seal_scopes(landscape: Landscape, scopes: Iterable[str]) -> None:
-    """Seal the current head of every scope whose head no seal covers yet.
+    """Seal the current head of every scope whose head no seal (with its C2SP checkpoint)
+    covers yet.
 
     The global scope is never closed like a run, so an export seals it first: the checkpoint then
-    covers the approval and policy records it proves.
+    covers the approval and policy records it proves. A head sealed before checkpoints existed
+    (revision 0008) is sealed again, so the bundle's tlog-proof files have a checkpoint to cite.
     """
     recorder = Recorder(landscape)
     for scope in sorted(set(scopes)):
@@ -122,6 +124,9 @@ def seal_scopes(landscape: Landscape, scopes: Iterable[str]) -> None:
             covered = conn.execute(select(ledger_seals.c.seal_id).where(
                 ledger_seals.c.scope == scope, ledger_seals.c.seq == head.seq,
                 ledger_seals.c.head_hash == head.entry_hash).limit(1)).first()
-        if covered is None:
+            checkpointed = conn.execute(select(ledger_checkpoints.c.tree_size).where(
+                ledger_checkpoints.c.scope == scope,
+                ledger_checkpoints.c.tree_size == head.seq)).first()
+        if covered is None or checkpointed is None:
             with recorder.unit(scope, seal=True):
                 pass  # an empty unit writes no entry; it only seals the head

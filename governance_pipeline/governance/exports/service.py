@@ -64,6 +64,7 @@ from governance_pipeline.governance.exports.oscal import (
 )
 from governance_pipeline.governance.exports.preview import preview_markdown
 from governance_pipeline.governance.exports.proofs import inclusion_proofs
+from governance_pipeline.governance.exports.tlog_files import tlog_files
 from governance_pipeline.governance.exports.render_json import (
     bundle_digest,
     render_json,
@@ -294,6 +295,7 @@ def write_export(landscape: Landscape, plan: ExportPlan, clearance: ExportCleara
     seal_scopes(landscape, scopes)  # no-op for the scopes sealed above
     checkpoint = checkpoint_for(landscape, scopes)
     proofs = inclusion_proofs(landscape, sampled, checkpoint)
+    tlog = tlog_files(landscape, proofs, checkpoint)
     content = render_json(bundle)
     digest = bundle_digest(bundle)
     files = {JSON_FILE: content, PDF_FILE: render_pdf(bundle, bundle_digest=digest)}
@@ -304,7 +306,7 @@ def write_export(landscape: Landscape, plan: ExportPlan, clearance: ExportCleara
     written = write_bundle(plan.out_dir, files, kind=plan.kind, subject=plan.subject,
                            clearance=clearance, signer=landscape.signer, checkpoint=checkpoint,
                            proofs=proofs, created_at=to_iso(landscape.clock.now()),
-                           about=attested_facts(bundle))
+                           about=attested_facts(bundle), tlog=tlog)
     record_export_written(landscape, clearance, path=str(written.path),
                           bundle_digest=written.bundle_digest, operator=operator)
     return ExportResult(export_id=clearance.export_id, approval_id=clearance.approval_id,

@@ -38,6 +38,11 @@ from governance_pipeline.governance.exports.bundle_format import (
     BundleManifest,
 )
 from governance_pipeline.governance.exports.proofs import verify_proof
+from governance_pipeline.governance.exports.tlog_files import (
+    WRITER_DIRS,
+    check_tlog_files,
+    expected_names,
+)
 from governance_pipeline.governance.exports.verify_approvals import approval_problems
 from governance_pipeline.landscape.keys import PublicKey
 
@@ -48,8 +53,17 @@ BUNDLE_INVALID = register(
     "public key with --key.",
     ExitCode.INTEGRITY)
 
+TLOG_PROOF_INVALID = register(
+    "GP-BUNDLE-006", "A tlog-proof file of the bundle does not prove its record",
+    "The finding names the file: a proofs/<n>.tlog-proof whose checkpoint is not the bundle's "
+    "signed checkpoint of its scope, whose inclusion proof does not reach the checkpoint's root, "
+    "or whose extra does not lead from the record to the proven leaf; or a checkpoints/ or "
+    "trust/ file that is not signed by, or is not, the bundle's key. Get an untouched copy of "
+    "the bundle from its producer and run `governance-pipeline verify` on the source database.",
+    ExitCode.INTEGRITY)
+
 FILE, MANIFEST, SIGNATURE, KEY, PROOF = "file", "manifest", "signature", "key", "proof"
-ATTESTATION, APPROVAL = "attestation", "approval"
+ATTESTATION, APPROVAL, TLOG = "attestation", "approval", "tlog"
 #: The content file whose approvals (evidence and SOC 2 bundles) are checked for signatures.
 CONTENT_JSON = "bundle.json"
 
@@ -69,7 +83,11 @@ FIXES = {
                  "copy from the producer",
     APPROVAL: "the approval decision is not signed as its ladder requires, or not by a key the "
               "ladder lists: treat the approver's identity as unproven and ask the producer",
+    TLOG: "the tlog-proof, checkpoint or log key file does not prove the record against the "
+          "bundle's signed checkpoint (docs/evidence.md, tlog-proof files): get an untouched "
+          "copy and run `governance-pipeline verify` on the source database",
 }
+_CODES = {TLOG: TLOG_PROOF_INVALID}
 
 
 @dataclass(frozen=True)
@@ -92,7 +110,8 @@ class BundleVerification:
             "kind": m.kind.value if m else None, "subject": m.subject if m else None,
             "export_id": m.export_id if m else None,
             "files_checked": self.files_checked, "proofs_checked": self.proofs_checked,
-            "findings": [{**f.as_dict(), "code": BUNDLE_INVALID.code} for f in self.findings],
+            "findings": [{**f.as_dict(), "code": _CODES.get(f.check, BUNDLE_INVALID).code}
+                         for f in self.findings],
         }
 
 
@@ -140,6 +159,7 @@ def verify_bundle(path: Path, *, trusted_key: PublicKey | None = None) -> Bundle
     if manifest is not None:
         files = _check_files(path, manifest, report)
         proofs = _check_proofs(path, manifest, trusted_key or key, report)
+        _check_tlog(path, manifest, trusted_key or key, report)
     _check_attestation(path, manifest, trusted_key or key, report)
     _check_approvals(path, manifest, report)
     return BundleVerification(path, report.findings, key.key_id if key else None, files, proofs,
@@ -271,6 +291,40 @@ def _check_proofs(path: Path, manifest: BundleManifest, key: PublicKey | None,
         for problem in verify_proof(proof, seal.model_dump(mode="json"), key):
             report.add(PROOF, PROOFS_FILE, problem, item=item, scope=scope)
     return len(proofs)
+
+
+def _check_tlog(path: Path, manifest: BundleManifest, key: PublicKey | None,
+                report: _Report) -> None:
+    """The tlog-proof files, checkpoints and log key (``tlog_files``): their digests are the
+    file checks'; here, that they are the ones the manifest's proofs and checkpoint call for,
+    and that each proves its record."""
+    want = expected_names(manifest.proof_count, manifest.checkpoint.scopes)
+    listed = {n for n in manifest.files if n.split("/", 1)[0] in WRITER_DIRS}
+    for name in sorted(listed - want):
+        report.add(TLOG, name, "unexpected tlog file: the manifest's proofs and checkpoint do "
+                   "not call for it")
+    if key is None:
+        if want:
+            report.add(TLOG, sorted(want)[0], "cannot be checked: no usable public key")
+        return
+    files: dict[str, bytes | None] = {}
+    for name in sorted(want):
+        target = path / name
+        files[name] = target.read_bytes() if target.is_file() and not target.is_symlink() \
+            else None
+    for name, problem in check_tlog_files(files, manifest.checkpoint.seals,
+                                          _json_proofs(path, manifest), key):
+        report.add(TLOG, name, problem)
+
+
+def _json_proofs(path: Path, manifest: BundleManifest) -> list[Any]:
+    """proofs.json as a list padded to proof_count (its own problems are ``_check_proofs``')."""
+    try:
+        proofs = json.loads((path / PROOFS_FILE).read_bytes())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        proofs = []
+    proofs = proofs if isinstance(proofs, list) else []
+    return (proofs + [None] * manifest.proof_count)[:manifest.proof_count]
 
 
 def _check_attestation(path: Path, manifest: BundleManifest | None, key: PublicKey | None,

@@ -113,6 +113,16 @@ def render_verify_md(*, kind: str, subject: str, key_id: str, created_at: str,
         "",
         "`governance-pipeline verify-bundle` performs these steps.",
         "",
+        "### The same proofs in standard formats",
+        "",
+        ("`proofs/<n>.tlog-proof` is proof n as a c2sp.org/tlog-proof@v1 file: its checkpoint "
+         "(c2sp.org/tlog-checkpoint, signed note) is `checkpoints/<scope>.checkpoint`, its "
+         "signature verifies with the vkey in `trust/log.vkey`, and its inclusion proof is "
+         "RFC 6962's for leaf `index` = entry `seq` - 1. The `extra` line (RFC 8785 JSON) holds "
+         "the record, the entry's manifest and header: steps 1-3 above lead from the record to "
+         "`entry_hash`, and the leaf hash is SHA-256(0x00 || the 32 bytes of `entry_hash`). "
+         "Any C2SP/RFC 6962 implementation checks the rest (docs/evidence.md, tlog-proof files)."),
+        "",
         "## 4. The in-toto attestation",
         "",
         (f"`{ATTESTATION_FILE}` is a DSSE envelope (payloadType `application/vnd.in-toto+json`) "
