@@ -24,7 +24,7 @@ from governance_pipeline.cli.demo import MIN_ROWS
 from governance_pipeline.cli.event_commands import events_group
 from governance_pipeline.cli.export_commands import export_group
 from governance_pipeline.cli.incident_commands import incidents_cmd
-from governance_pipeline.cli.key_commands import pin_cmd
+from governance_pipeline.cli.key_commands import COMMANDS as KEY_COMMANDS
 from governance_pipeline.cli.metrics_commands import metrics_cmd
 from governance_pipeline.cli.pipeline_commands import COMMANDS as PIPELINE_COMMANDS
 from governance_pipeline.cli.output import (
@@ -46,8 +46,8 @@ from governance_pipeline.governance.operator_log import OperatorSurface, acting_
 from governance_pipeline.landscape import migrate
 from governance_pipeline.landscape.anchors import upgrade_sealing_legacy
 from governance_pipeline.landscape.database import create_landscape_engine
-from governance_pipeline.landscape.keys import PRIVATE_KEY_FILE
-from governance_pipeline.landscape.trust import explicit_key, load_or_create_pinned_signer
+from governance_pipeline.landscape.keys import KeySource, load_signer
+from governance_pipeline.landscape.trust import load_or_create_pinned_signer
 from governance_pipeline.landscape.schema import GLOBAL_SCOPE
 
 PROG = "governance-pipeline"
@@ -129,22 +129,25 @@ def verify_cmd(state: CliState, run_id: str | None, public_key_path: Path | None
 
     explicit = read_public_key(public_key_path, "--public-key") if public_key_path else None
     with open_landscape(state.settings()) as landscape:
-        trusted = (explicit_key(explicit, public_key_path) if explicit and public_key_path
-                   else landscape.trusted_key())
-        report = verify(landscape, run_id, public_key=trusted.key)
+        anchors = landscape.trust_anchors(explicit, public_key_path)
+        trusted = anchors.source
+        report = verify(landscape, run_id, public_key=explicit)
         try:
             swept = None if run_id == GLOBAL_SCOPE else sweep(landscape, run_id)
         except NotFoundError:
             if report.ok:
                 raise
             swept = None  # a deleted run: only its anchor is left, and verify's findings say so
-        local = landscape.signer.key_id if (landscape.keys_dir / PRIVATE_KEY_FILE).exists() \
-            else None
-    if local is not None and local != trusted.key.key_id:
-        state.note(f"the signing key in {landscape.keys_dir} is {local}, not the trusted key: "
-                   "seals it makes do not verify")
+        source = landscape.signing_key_source
+        local = load_signer(source).key_id if source.exists() else None
+        keyring = landscape.signing_keyring(anchors=anchors)
+    if local is not None and not keyring.trusts(local):
+        state.note(f"the signing key at {source.location} is {local}, not the trusted key "
+                   f"{trusted.key.key_id} nor a key its rotations link to it: seals it makes do "
+                   "not verify")
     doc = report.as_dict()
     doc["trust"] = {**trusted.as_dict(), "local_signing_key": local}
+    doc["keyring"] = [e.as_dict() for e in keyring.entries.values()]
     findings = list(report.findings)
     summary = (f"verify: {len(report.scopes)} scope(s), {report.entries_checked} ledger entries, "
                f"{report.records_checked} records, {report.payloads_checked} payloads")
@@ -153,7 +156,10 @@ def verify_cmd(state: CliState, run_id: str | None, public_key_path: Path | None
         findings += swept.findings
         summary += f", {len(swept.checks)} sweep checks"
     summary += "".join(f", {n} {action}" for action, n in report.redacted.counts.items() if n)
+    linked = len([e for e in keyring.entries.values() if e.trusted])
     summary += f"; seals checked against {trusted.describe()}"
+    if linked > 1:
+        summary += f" and the {linked - 1} key(s) its rotations link to it"
     summary += "; " + ("OK" if not findings else f"{len(findings)} finding(s)")
     code = findings_code(doc, swept.findings if swept is not None else [])
     return report_findings(state, "verify", doc, findings, summary, code)
@@ -204,7 +210,7 @@ def runs_cmd(state: CliState, limit: int | None) -> int:
 # --- keys -----------------------------------------------------------------------------------------
 @cli.group("keys")
 def keys_group() -> None:
-    """The Ed25519 key that signs ledger seals."""
+    """The Ed25519 keys that sign ledger seals and bundles: public, pin, list, rotate, revoke."""
 
 
 @keys_group.command("public")
@@ -214,7 +220,8 @@ def keys_group() -> None:
 def keys_public(state: CliState, out: Path | None) -> int:
     """Export the public half of the signing key (created on first use) as PEM."""
     settings = state.settings()
-    signer = load_or_create_pinned_signer(settings.keys_dir, settings.trust_file)
+    source = KeySource.of(settings)
+    signer = load_or_create_pinned_signer(settings.keys_dir, settings.trust_file, source)
     pem = signer.public.pem()
     if out is not None:
         try:
@@ -224,7 +231,7 @@ def keys_public(state: CliState, out: Path | None) -> int:
             raise OperationalError(f"cannot write {out}: {exc}", code=FILE_IO_FAILED) from exc
     if state.json:
         state.emit({"command": "keys public", "key_id": signer.key_id,
-                    "private_key_path": str(settings.keys_dir / PRIVATE_KEY_FILE),
+                    "private_key_path": source.location,
                     "out": str(out) if out else None, "pem": pem.decode()})
     elif out is not None:
         state.say(f"wrote public key {signer.key_id} to {out}")
@@ -243,7 +250,8 @@ cli.add_command(export_group)
 cli.add_command(incidents_cmd)
 cli.add_command(metrics_cmd)
 cli.add_command(verify_bundle_cmd)
-keys_group.add_command(pin_cmd)
+for _command in KEY_COMMANDS:
+    keys_group.add_command(_command)
 
 
 def run_cli(argv: list[str]) -> int:
