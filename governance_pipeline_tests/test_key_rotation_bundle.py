@@ -75,7 +75,7 @@ def write(world: World, out: Path, *, signer: Signer | None = None,
                  clearance=clearance_for(subject), signer=signer or landscape.signer,
                  checkpoint=checkpoint, proofs=proofs,
                  created_at=created_at or to_iso(world.clock.now()),
-                 keyring=(keyring or landscape.signing_keyring()) if with_keyring else None)
+                 keyring=(keyring or landscape.own_keyring()) if with_keyring else None)
     return out
 
 
@@ -157,7 +157,7 @@ def test_the_verifiers_trust_file_revokes_a_key_the_bundle_does_not_mention(
     leaked_at = to_iso(datetime.fromisoformat(world.rotated_at) - timedelta(seconds=30))
     revoke_key(world.landscape, world.old.key_id, reason="key leaked", actor="ops",
                at=leaked_at)
-    full = world.landscape.signing_keyring()
+    full = world.landscape.own_keyring()
     stripped = build_keyring([world.old.public], full.rotations, [])
     bundle = write(world, world.tmp / "b", signer=world.old, keyring=stripped,
                    created_at=world.rotated_at)

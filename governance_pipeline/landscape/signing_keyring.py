@@ -24,7 +24,7 @@ from enum import StrEnum
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, inspect, select
 
 from governance_pipeline.contracts.operator_records import OperatorAction, OperatorResult
 from governance_pipeline.landscape.key_statements import (
@@ -247,6 +247,8 @@ def statements_in(conn: Connection) -> tuple[list[Rotation], list[Revocation],
     rotations: list[Rotation] = []
     revocations: list[Revocation] = []
     problems: list[KeyProblem] = []
+    if not inspect(conn).has_table(operator_events.name):
+        return [], [], []  # a database from before the operator log (0005) is being upgraded
     query = (select(operator_events.c.event_id, operator_events.c.action,
                     operator_events.c.inputs_json)
              .where(operator_events.c.action.in_([OperatorAction.KEYS_ROTATE.value,

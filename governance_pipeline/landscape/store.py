@@ -156,6 +156,15 @@ class Landscape:
                    else self.trusted_key())
         return TrustAnchors.of(trusted, self.trust_path if self.trust_path.exists() else None)
 
+    def own_keyring(self) -> SigningKeyring:
+        """The keyring as this Landscape's signing key sees it (anchored at the signer, with the
+        trust file's revocations): checkpoints are built only from seals it accepts, and bundles
+        carry it, so a bundle can always link its seals to the key that signs it."""
+        signer = self.signer
+        anchors = TrustAnchors.of(explicit_key(signer.public, Path(signer.location)),
+                                  self.trust_path if self.trust_path.exists() else None)
+        return self.signing_keyring(anchors=anchors)
+
     def signing_keyring(self, conn: Connection | None = None,
                         anchors: TrustAnchors | None = None) -> SigningKeyring:
         """The keyring the trust anchors and the ledgered key statements prove (read in

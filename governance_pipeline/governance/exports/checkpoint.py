@@ -80,7 +80,7 @@ def checkpoint_for(landscape: Landscape, scopes: Iterable[str]) -> Checkpoint:
     (valid at its ``sealed_at``) or no longer matches its chain: a bundle is never built from a
     checkpoint that does not verify.
     """
-    keyring = landscape.signing_keyring()
+    keyring = landscape.own_keyring()
     seals: list[Seal] = []
     with landscape.engine.connect() as conn:
         for scope in sorted(set(scopes)):
@@ -97,8 +97,9 @@ def checkpoint_for(landscape: Landscape, scopes: Iterable[str]) -> Checkpoint:
             if public is None or outside is not None \
                     or not public.verify(seal.signature, seal.message()):
                 raise AuditIntegrityError(
-                    f"the latest seal of scope {scope} ({seal.seal_id}) is not signed by a "
-                    f"valid key of this Landscape's keyring: {outside or 'bad signature'}",
+                    f"the latest seal of scope {scope} ({seal.seal_id}) is not signed by this "
+                    f"Landscape's key or a key its keyring links to, valid at its time: "
+                    f"{outside or 'bad signature'}",
                     code=SEAL_UNTRUSTED, details={"scope": scope, "seal_id": seal.seal_id})
             head = conn.execute(select(ledger_entries.c.entry_hash).where(
                 ledger_entries.c.scope == scope, ledger_entries.c.seq == seal.seq)).scalar()

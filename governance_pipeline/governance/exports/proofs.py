@@ -100,7 +100,7 @@ def inclusion_proofs(landscape: Landscape, records: Iterable[RecordRef],
     (GP-BUNDLE-004) for one the checkpoint does not cover.
     """
     refs = list(records)
-    keyring = landscape.signing_keyring()
+    keyring = landscape.own_keyring()
     with _read_snapshot(landscape.engine) as conn:
         contents = [_read_record(conn, *ref) for ref in refs]
         located: dict[RecordRef, dict[str, Any]] = {}
