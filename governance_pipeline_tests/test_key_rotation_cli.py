@@ -7,6 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from governance_pipeline_tests.test_cli import demo, run
+from governance_pipeline_tests.test_sink_confinement import (  # noqa: F401 - world: a fixture
+    _check,
+    _csv,
+    _refused,
+    world,
+)
 
 
 def keys(home: Path, db_url: str, *args: str, **env: str) -> dict:
@@ -87,3 +93,14 @@ def test_the_private_key_may_live_outside_the_home(tmp_path: Path, db_url: str) 
     public = run(home, "keys", "public", "--json", db_url=db_url, **env).json()
     assert public["key_id"] == rotated["new_key_id"]
     assert public["private_key_path"] == str(secret)
+
+
+def test_a_sink_may_not_write_onto_a_signing_key_file_outside_the_home(
+        world: dict[str, Path]) -> None:
+    key = world["tmp"] / "secrets" / "ledger.pem"
+    env = {"GOVERNANCE_SIGNING_KEY_FILE": str(key)}
+    for target in (key, Path(f"{key}.next")):
+        message = _refused(world, {"out": _csv(str(target))}, "GP-SINK-006",
+                           "sinks.out.options.path", env=env)
+        assert "GOVERNANCE_SIGNING_KEY_FILE" in message
+    _check(world, {"out": _csv("out/x.csv")}, env=env)  # the twin: an ordinary output
