@@ -314,3 +314,17 @@ def test_the_signing_key_can_come_from_the_environment(db_url: str, tmp_path: Pa
         assert refused.value.code.code == "GP-KEY-005"
     finally:
         stale.dispose()
+
+
+def test_a_second_rotation_from_the_retired_key_is_refused(landscape: Landscape,
+                                                           clock: ManualClock,
+                                                           tmp_path: Path) -> None:
+    commit_global(landscape, clock)
+    other = Landscape(landscape.engine, tmp_path / "keys", clock=clock)
+    assert other.signer.key_id == landscape.signer.key_id  # loaded before the rotation
+    rotate(landscape, clock)
+    with pytest.raises(GovernanceError) as refused:
+        rotate_key(other, actor="ops")  # would fork the keyring: two successors of one key
+    assert refused.value.code.code == "GP-KEY-005"
+    assert not list((tmp_path / "keys").glob("*.next"))
+    assert verify(landscape).ok

@@ -32,6 +32,7 @@ from governance_pipeline.landscape.key_errors import (
     REVOCATION_TIME_INVALID,
     REVOKE_ACTIVE_KEY,
     ROTATE_TARGET_UNKNOWN,
+    SIGNING_KEY_RETIRED,
     SIGNING_KEY_UNTRUSTED,
 )
 from governance_pipeline.landscape.key_statements import Revocation, Rotation, moment
@@ -43,7 +44,12 @@ from governance_pipeline.landscape.keys import (
 )
 from governance_pipeline.landscape.recorder import Recorder
 from governance_pipeline.landscape.schema import GLOBAL_SCOPE, runs
-from governance_pipeline.landscape.signing_keyring import KeyStatus, SigningKeyring
+from governance_pipeline.landscape.database import read_snapshot
+from governance_pipeline.landscape.signing_keyring import (
+    KeyStatus,
+    SigningKeyring,
+    signing_key_ended,
+)
 from governance_pipeline.landscape.store import Landscape
 from governance_pipeline.landscape.trust import add_pinned_key, pin_revocation
 
@@ -113,6 +119,13 @@ def rotate_key(landscape: Landscape, *, actor: str, new_key_file: Path | None = 
         if pending.exists():
             raise GovernanceError(f"{pending} exists already", code=NEW_KEY_FILE_EXISTS,
                                   details={"path": str(pending)})
+        with read_snapshot(landscape.engine) as conn:
+            # Another process may have rotated since this one loaded the key: two successors
+            # of one key would be a fork (which verify reports, but better never made).
+            ended = signing_key_ended(conn, old.public)
+        if ended:
+            raise GovernanceError(f"the signing key {old.key_id} {ended}",
+                                  code=SIGNING_KEY_RETIRED, details={"key_id": old.key_id})
         new = Signer(FileKeyProvider.generate(str(target)))
         write_private_key(pending, new.provider)  # type: ignore[arg-type]
         try:
