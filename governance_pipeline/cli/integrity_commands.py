@@ -16,10 +16,9 @@ from governance_pipeline.contracts.errors import (
     GovernanceError,
     NotFoundError,
 )
-from governance_pipeline.landscape.keys import PRIVATE_KEY_FILE
+from governance_pipeline.landscape.keys import load_signer
 from governance_pipeline.landscape.schema import GLOBAL_SCOPE
 from governance_pipeline.landscape.sweep import sweep
-from governance_pipeline.landscape.trust import explicit_key
 from governance_pipeline.landscape.verify import verify
 
 
@@ -48,9 +47,9 @@ def verify_cmd(state: CliState, run_id: str | None, public_key_path: Path | None
     cosigners = read_cosigner_keys(cosigner_keys)
     explicit = read_public_key(public_key_path, "--public-key") if public_key_path else None
     with open_landscape(state.settings()) as landscape:
-        trusted = (explicit_key(explicit, public_key_path) if explicit and public_key_path
-                   else landscape.trusted_key())
-        report = verify(landscape, run_id, public_key=trusted.key, witness_dir=witness_dir,
+        anchors = landscape.trust_anchors(explicit, public_key_path)
+        trusted = anchors.source
+        report = verify(landscape, run_id, public_key=explicit, witness_dir=witness_dir,
                         cosigners=cosigners)
         try:
             swept = None if run_id == GLOBAL_SCOPE else sweep(landscape, run_id)
@@ -58,13 +57,16 @@ def verify_cmd(state: CliState, run_id: str | None, public_key_path: Path | None
             if report.ok:
                 raise
             swept = None  # a deleted run: only its anchor is left, and verify's findings say so
-        local = landscape.signer.key_id if (landscape.keys_dir / PRIVATE_KEY_FILE).exists() \
-            else None
-    if local is not None and local != trusted.key.key_id:
-        state.note(f"the signing key in {landscape.keys_dir} is {local}, not the trusted key: "
-                   "seals it makes do not verify")
+        source = landscape.signing_key_source
+        local = load_signer(source).key_id if source.exists() else None
+        keyring = landscape.signing_keyring(anchors=anchors)
+    if local is not None and not keyring.trusts(local):
+        state.note(f"the signing key at {source.location} is {local}, not the trusted key "
+                   f"{trusted.key.key_id} nor a key its rotations link to it: seals it makes do "
+                   "not verify")
     doc = report.as_dict()
     doc["trust"] = {**trusted.as_dict(), "local_signing_key": local}
+    doc["keyring"] = [e.as_dict() for e in keyring.entries.values()]
     findings = list(report.findings)
     summary = (f"verify: {len(report.scopes)} scope(s), {report.entries_checked} ledger entries, "
                f"{report.records_checked} records, {report.payloads_checked} payloads")
@@ -73,7 +75,10 @@ def verify_cmd(state: CliState, run_id: str | None, public_key_path: Path | None
         findings += swept.findings
         summary += f", {len(swept.checks)} sweep checks"
     summary += "".join(f", {n} {action}" for action, n in report.redacted.counts.items() if n)
+    linked = len([e for e in keyring.entries.values() if e.trusted])
     summary += f"; seals checked against {trusted.describe()}"
+    if linked > 1:
+        summary += f" and the {linked - 1} key(s) its rotations link to it"
     if report.witness is not None:
         summary += (f"; {report.witness.checked} witnessed checkpoint(s) of "
                     f"{report.witness.root}")

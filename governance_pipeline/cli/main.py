@@ -58,7 +58,9 @@ COMMANDS: dict[str, LazyCommand] = {
                         "List incidents, or show one: its inflection point (row, node, rule), "
                         "the policy snapshot hash, what was written before the stop, and the "
                         "lineage of the violating row."),
-    "keys": _entry("key_commands", "keys_group", "The Ed25519 key that signs ledger seals."),
+    "keys": _entry("key_commands", "keys_group",
+                   "The Ed25519 keys that sign ledger seals and bundles: public, pin, list, rotate, "
+                   "revoke."),
     "ledger": _entry("ledger_commands", "ledger_group",
                      "The ledger as a transparency log: checkpoints, witnessing."),
     "metrics": _entry("metrics_commands", "metrics_cmd",

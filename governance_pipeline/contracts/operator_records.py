@@ -35,6 +35,7 @@ class OperatorAction(StrEnum):
     LEGAL_HOLD = "retention.legal_hold"
     ERASE = "erasure.erase"
     KEYS_ROTATE = "keys.rotate"
+    KEYS_REVOKE = "keys.revoke"
 
     @property
     def is_access(self) -> bool:
@@ -51,7 +52,7 @@ _ACCESS = frozenset({
     OperatorAction.APPROVAL_REQUEST, OperatorAction.APPROVAL_APPROVE,
     OperatorAction.APPROVAL_REJECT, OperatorAction.APPROVAL_DELEGATE,
     OperatorAction.APPROVAL_RESET, OperatorAction.TOKEN_CONSUME, OperatorAction.EXPORT,
-    OperatorAction.KEYS_ROTATE})
+    OperatorAction.KEYS_ROTATE, OperatorAction.KEYS_REVOKE})
 
 
 class OperatorResult(StrEnum):

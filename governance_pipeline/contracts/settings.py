@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from governance_pipeline.contracts.errors import ENV_INVALID, ConfigError
 
 
 TRUST_FILE_NAME = "trusted_keys.json"
+#: The signing private key itself (PKCS#8 PEM), e.g. injected by a secret manager.
+SIGNING_KEY_ENV = "GOVERNANCE_SIGNING_KEY"
+#: A path to the signing private key file, anywhere (default $GOVERNANCE_HOME/keys/...).
+SIGNING_KEY_FILE_ENV = "GOVERNANCE_SIGNING_KEY_FILE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +24,10 @@ class Settings:
     dagster_home: Path
     #: GOVERNANCE_TRUSTED_KEYS: the file pinning the public key(s) ``verify`` trusts.
     trusted_keys_file: Path | None = None
+    #: GOVERNANCE_SIGNING_KEY_FILE: the signing private key file, when not under keys/.
+    signing_key_file: Path | None = None
+    #: GOVERNANCE_SIGNING_KEY: the signing private key itself (never printed).
+    signing_key_pem: str | None = field(default=None, repr=False)
 
     @property
     def keys_dir(self) -> Path:
@@ -43,5 +51,8 @@ class Settings:
         pipelines = Path(env.get("GOVERNANCE_PIPELINES_DIR") or "./examples/pipelines").resolve()
         dagster_home = Path(env.get("DAGSTER_HOME") or home / "dagster").resolve()
         trusted = env.get("GOVERNANCE_TRUSTED_KEYS")
+        key_file = env.get(SIGNING_KEY_FILE_ENV)
         return cls(home=home, db_url=db_url, pipelines_dir=pipelines, dagster_home=dagster_home,
-                   trusted_keys_file=Path(trusted).expanduser().resolve() if trusted else None)
+                   trusted_keys_file=Path(trusted).expanduser().resolve() if trusted else None,
+                   signing_key_file=Path(key_file).expanduser().resolve() if key_file else None,
+                   signing_key_pem=env.get(SIGNING_KEY_ENV) or None)

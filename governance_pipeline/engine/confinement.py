@@ -230,6 +230,10 @@ def _internals(settings: Settings, env: Mapping[str, str]) -> list[_Guarded]:
                     for suffix in _SQLITE_SIBLINGS]
     guarded.append(_guarded(settings.keys_dir, "in the signing key directory", tree=True))
     guarded.append(_guarded(settings.trust_file, "the trust file pinning the verify key"))
+    if settings.signing_key_file is not None:  # GOVERNANCE_SIGNING_KEY_FILE, and a rotation's
+        for suffix in ("", ".next"):            # new key written beside it
+            guarded.append(_guarded(Path(f"{settings.signing_key_file}{suffix}"),
+                                    "the signing key file (GOVERNANCE_SIGNING_KEY_FILE)"))
     guarded.append(_guarded(settings.dagster_home, "in the Dagster home", tree=True))
     guarded += [_guarded(settings.home / d, f"in GOVERNANCE_HOME's {d}/ directory", tree=True)
                 for d in _HOME_INTERNAL_DIRS]

@@ -2,7 +2,7 @@
 
 Every state-changing action an operator takes — run, resume, approvals (request, approve,
 reject, delegate, reset), token consumption, export (granted and refused), incident
-acknowledge/resolve, purge, legal hold and erasure (and key rotation, once built) — is an
+acknowledge/resolve, purge, legal hold, erasure, key rotation and revocation — is an
 ``OperatorEvent`` in the ``operator_events`` table, written through a ``Recorder`` unit so the
 hash chain covers it and ``verify`` names an edited, inserted or deleted entry.
 

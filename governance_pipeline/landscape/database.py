@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.pool import NullPool
 
 from governance_pipeline.contracts.errors import (
     DATABASE_UNAVAILABLE,
@@ -190,3 +191,35 @@ def translate_db_errors(action: str) -> Iterator[None]:
             raise OperationalError(f"{action}: cannot reach the audit database: {exc.orig}",
                                    code=DATABASE_UNAVAILABLE) from exc
         raise
+
+
+@contextmanager
+def read_snapshot(engine: Engine) -> Iterator[Connection]:
+    """A read-only connection in one snapshot that never takes SQLite's write lock (so it
+    may be opened while this process holds it, and never blocks a writer)."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn = conn.execution_options(isolation_level="REPEATABLE READ",
+                                          postgresql_readonly=True)
+            with conn.begin():
+                yield conn
+        return
+    # The Landscape engine begins with BEGIN IMMEDIATE (the write lock); verify must not hold
+    # it for minutes, and in WAL mode a deferred read transaction already sees one snapshot.
+    reader = create_engine(engine.url, poolclass=NullPool)
+
+    @event.listens_for(reader, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        dbapi_conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        dbapi_conn.execute("PRAGMA query_only=ON")
+
+    @event.listens_for(reader, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+    try:
+        with reader.connect() as conn, conn.begin():
+            yield conn
+    finally:
+        reader.dispose()

@@ -24,10 +24,12 @@ from governance_pipeline.contracts.errors import ExitCode, GovernanceError, regi
 from governance_pipeline.contracts.settings import TRUST_FILE_NAME
 from governance_pipeline.landscape.keys import (
     PRIVATE_KEY_FILE,
+    KeySource,
     PublicKey,
     Signer,
-    load_or_create_signer,
+    load_signer,
 )
+from governance_pipeline.landscape.signing_keyring import PinnedRevocation
 
 TRUST_FILE_INVALID = register(
     "GP-KEY-002", "The trust file pinning the verify key cannot be used",
@@ -65,11 +67,25 @@ class PinnedKey(BaseModel):
         return key
 
 
+class RevokedKey(BaseModel):
+    """A revocation the operator holds outside the database: it applies even if the database's
+    signed revocation statement is deleted (``keys revoke`` writes both)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key_id: str = Field(pattern=r"^[0-9a-f]{16}$")
+    revoked_at: str
+    reason: str
+    noted_at: str
+
+
 class TrustFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    version: int = Field(default=1, ge=1, le=1)
+    # 2 adds ``revocations``; a version-1 file reads as one without any.
+    version: int = Field(default=1, ge=1, le=2)
     keys: list[PinnedKey] = Field(min_length=1)
+    revocations: list[RevokedKey] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -95,6 +111,12 @@ def default_trust_file(keys_dir: Path) -> Path:
 
 def read_trust_file(path: Path) -> list[tuple[PinnedKey, PublicKey]] | None:
     """The pinned keys, newest last; None when there is no trust file."""
+    doc = read_trust_doc(path)
+    return None if doc is None else [(pinned, pinned.public()) for pinned in doc.keys]
+
+
+def read_trust_doc(path: Path) -> TrustFile | None:
+    """The whole trust file (its keys checked against their ids); None when there is none."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -104,7 +126,9 @@ def read_trust_file(path: Path) -> list[tuple[PinnedKey, PublicKey]] | None:
                               code=TRUST_FILE_INVALID) from exc
     try:
         doc = TrustFile.model_validate(orjson.loads(data))
-        return [(pinned, pinned.public()) for pinned in doc.keys]
+        for pinned in doc.keys:
+            pinned.public()
+        return doc
     except (orjson.JSONDecodeError, ValidationError, ValueError) as exc:
         raise GovernanceError(f"trust file {path} is not valid: {exc}",
                               code=TRUST_FILE_INVALID) from exc
@@ -160,12 +184,72 @@ def pin_key(path: Path, key: PublicKey, *, replace: bool, note: str) -> bool:
             raise GovernanceError(f"{path} pins key {held}, not {key.key_id}",
                                   code=KEY_ALREADY_PINNED,
                                   details={"pinned": held, "key_id": key.key_id})
+    old = read_trust_doc(path)
+    kept = [] if old is None else list(old.revocations)
     try:
-        _write(path, TrustFile(keys=[_entry(key, note)]), exclusive=False)
+        _write(path, TrustFile(version=2 if kept else 1, keys=[_entry(key, note)],
+                               revocations=kept), exclusive=False)
     except OSError as exc:
         raise GovernanceError(f"cannot write the trust file {path}: {exc.strerror}",
                               code=TRUST_FILE_INVALID) from exc
     return True
+
+
+def add_pinned_key(path: Path, key: PublicKey, note: str) -> bool:
+    """Pin ``key`` beside the keys pinned already (True), or find it pinned (False)."""
+    doc = read_trust_doc(path)
+    if doc is None:
+        return pin_key(path, key, replace=False, note=note)
+    if any(p.key_id == key.key_id for p in doc.keys):
+        return False
+    try:
+        _write(path, TrustFile(version=doc.version, keys=[*doc.keys, _entry(key, note)],
+                               revocations=doc.revocations), exclusive=False)
+    except OSError as exc:
+        raise GovernanceError(f"cannot write the trust file {path}: {exc.strerror}",
+                              code=TRUST_FILE_INVALID) from exc
+    return True
+
+
+def pin_revocation(path: Path, key_id: str, revoked_at: str, reason: str) -> bool:
+    """Add a revocation to the trust file (True), or find it there (False). Never creates
+    a trust file: with none, nothing is pinned that the revocation could restrict."""
+    doc = read_trust_doc(path)
+    if doc is None:
+        raise GovernanceError(f"no trust file at {path} to record the revocation in",
+                              code=TRUST_FILE_INVALID, details={"trust_file": str(path)})
+    if any(r.key_id == key_id and r.revoked_at == revoked_at for r in doc.revocations):
+        return False
+    entry = RevokedKey(key_id=key_id, revoked_at=revoked_at, reason=reason,
+                       noted_at=datetime.now(UTC).isoformat(timespec="seconds"))
+    try:
+        _write(path, TrustFile(version=2, keys=doc.keys,
+                               revocations=[*doc.revocations, entry]), exclusive=False)
+    except OSError as exc:
+        raise GovernanceError(f"cannot write the trust file {path}: {exc.strerror}",
+                              code=TRUST_FILE_INVALID) from exc
+    return True
+
+
+@dataclass(frozen=True)
+class TrustAnchors:
+    """What the verifier trusts of its own: pinned keys (or one given key) and pinned
+    revocations. Everything else is linked to them through signed statements."""
+
+    keys: list[PublicKey]
+    revocations: list[PinnedRevocation]
+    source: TrustedKey
+
+    @classmethod
+    def of(cls, trusted: TrustedKey, trust_file: Path | None) -> TrustAnchors:
+        """The anchors of ``trusted``: every key of the trust file when it is the pinned one,
+        and the trust file's revocations in either case."""
+        doc = read_trust_doc(trust_file) if trust_file is not None else None
+        revs = [PinnedRevocation(r.key_id, r.revoked_at, r.reason)
+                for r in (doc.revocations if doc else [])]
+        if trusted.source == "pinned" and doc is not None:
+            return cls([p.public() for p in doc.keys], revs, trusted)
+        return cls([trusted.key], revs, trusted)
 
 
 def pinned_key(trust_file: Path, keys_dir: Path) -> TrustedKey:
@@ -187,10 +271,13 @@ def explicit_key(key: PublicKey, path: Path) -> TrustedKey:
     return TrustedKey(key, "--public-key", str(path))
 
 
-def load_or_create_pinned_signer(keys_dir: Path, trust_file: Path) -> Signer:
-    """The home's signing key; a key created now is pinned if nothing is pinned yet."""
-    existed = (keys_dir / PRIVATE_KEY_FILE).exists()
-    signer = load_or_create_signer(keys_dir)
+def load_or_create_pinned_signer(keys_dir: Path, trust_file: Path,
+                                 source: KeySource | None = None) -> Signer:
+    """The home's signing key (from ``source``, default keys/); a key created now is pinned if
+    nothing is pinned yet."""
+    source = source or KeySource(keys_dir)
+    existed = source.exists()
+    signer = load_signer(source)
     if not existed:
         pin_first_key(trust_file, signer.public)
     return signer

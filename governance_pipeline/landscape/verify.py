@@ -16,15 +16,13 @@ report records committed after the ledger was read.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, column, create_engine, event, select, union
-from sqlalchemy.pool import NullPool
+from sqlalchemy import Connection, column, select, union
 
 from governance_pipeline.contracts.errors import (
     LEDGER_TAMPERED,
@@ -36,7 +34,8 @@ from governance_pipeline.contracts.errors import (
 from governance_pipeline.contracts.tlog_errors import CHECKPOINT_INVALID
 from governance_pipeline.landscape import ledger, witness
 from governance_pipeline.landscape.checkpoints import read_origin_prefix
-from governance_pipeline.landscape.database import SQLITE_BUSY_TIMEOUT_MS
+from governance_pipeline.landscape.database import read_snapshot
+from governance_pipeline.landscape.key_errors import KEY_FINDING
 from governance_pipeline.landscape.keys import PublicKey
 from governance_pipeline.landscape.schema import (
     GLOBAL_SCOPE,
@@ -63,6 +62,7 @@ from governance_pipeline.landscape.store import Landscape
 from governance_pipeline.landscape.verify_payloads import PayloadJudge, Redacted
 from governance_pipeline.landscape.verify_chain import (
     CHAIN,
+    KEY,
     PAYLOAD,
     RECORD,
     SEAL,
@@ -70,12 +70,14 @@ from governance_pipeline.landscape.verify_chain import (
     Chain,
     Tally,
     check_chain,
+    check_keyring,
     check_seals,
     raw_select,
 )
 
 _CODES = {CHAIN: LEDGER_TAMPERED, SEAL: SEAL_UNTRUSTED, RECORD: LEDGER_TAMPERED,
-          PAYLOAD: PAYLOAD_CORRUPT, CHECKPOINT: CHECKPOINT_INVALID, WITNESS: WITNESS_MISMATCH}
+          PAYLOAD: PAYLOAD_CORRUPT, CHECKPOINT: CHECKPOINT_INVALID, WITNESS: WITNESS_MISMATCH,
+          KEY: KEY_FINDING}
 
 
 @dataclass(frozen=True)
@@ -109,14 +111,15 @@ def verify(landscape: Landscape, run_id: str | None = None, *,
            cosigners: Sequence[Any] = ()) -> VerifyReport:
     """Verify one run's scope (``run_id``; ``"global"`` names the global scope) or every scope.
 
-    Seals are trusted only when made by ``public_key`` (default: the key pinned in the
-    Landscape's trust file, never the key file in keys/ as such).
+    Seals are trusted only when made by a key of the keyring that ``public_key`` (default:
+    the keys pinned in the Landscape's trust file, never the key file in keys/ as such) and the
+    signed rotation statements prove, within that key's validity (``signing_keyring``).
     ``witness_dir``: a directory of witnessed checkpoints (``ledger witness``) the ledger must
     still agree with; ``cosigners`` (note ``Verifier``s of tlog-cosignature keys) must each have
     cosigned every one of them (``verify_witness``).
     Raises ``NotFoundError`` when ``run_id`` leaves no trace at all in the database.
     """
-    trusted = public_key or landscape.trusted_key().key  # pinned, not the key file (trust.py)
+    anchors = landscape.trust_anchors(public_key)  # pinned, not the key file (trust.py)
     witnessed = witness.snapshot(landscape.keys_dir)  # before the snapshot: it may only lag it
     outside = WitnessInput.read(witness_dir, cosigners) if witness_dir is not None else None
     with _read_snapshot(landscape.engine) as conn:
@@ -126,12 +129,14 @@ def verify(landscape: Landscape, run_id: str | None = None, *,
                                 details={"run_id": run_id})
         state = Tally()
         prefix = read_origin_prefix(conn)
+        keyring = landscape.signing_keyring(conn, anchors)
+        check_keyring(keyring, state)
         chains: dict[str, Chain] = {}
         judge = PayloadJudge(conn, state, landscape.protection)
         for scope in scopes:
             chain = chains[scope] = check_chain(conn, scope, state)
-            check_seals(conn, scope, chain, trusted, state)
-            check_checkpoints(conn, scope, chain, trusted, state, prefix)
+            check_seals(conn, scope, chain, keyring, state)
+            check_checkpoints(conn, scope, chain, keyring, state, prefix)
             if scope == GLOBAL_SCOPE:
                 check_witness(chain, witnessed, state)
             _check_records(conn, scope, chain.expected, state)
@@ -148,34 +153,7 @@ def verify(landscape: Landscape, run_id: str | None = None, *,
 
 
 # --- snapshot and scopes ------------------------------------------------------------------------
-@contextmanager
-def _read_snapshot(engine: Engine) -> Iterator[Connection]:
-    if engine.dialect.name == "postgresql":
-        with engine.connect() as conn:
-            conn = conn.execution_options(isolation_level="REPEATABLE READ",
-                                          postgresql_readonly=True)
-            with conn.begin():
-                yield conn
-        return
-    # The Landscape engine begins with BEGIN IMMEDIATE (the write lock); verify must not hold
-    # it for minutes, and in WAL mode a deferred read transaction already sees one snapshot.
-    reader = create_engine(engine.url, poolclass=NullPool)
-
-    @event.listens_for(reader, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None
-        dbapi_conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        dbapi_conn.execute("PRAGMA query_only=ON")
-
-    @event.listens_for(reader, "begin")
-    def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN")
-
-    try:
-        with reader.connect() as conn, conn.begin():
-            yield conn
-    finally:
-        reader.dispose()
+_read_snapshot = read_snapshot  # its old name (metrics, proofs)
 
 
 def _all_scopes(conn: Connection) -> list[str]:

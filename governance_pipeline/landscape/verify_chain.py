@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Select, Table, column, select
 
 from governance_pipeline.contracts.errors import Finding
 from governance_pipeline.landscape import ledger
-from governance_pipeline.landscape.keys import PublicKey
+from governance_pipeline.landscape.signing_keyring import SigningKeyring
 from governance_pipeline.landscape.schema import (
     GLOBAL_SCOPE,
     LEDGERED,
@@ -30,6 +30,7 @@ from governance_pipeline.landscape.schema import (
 
 CHAIN = "chain"
 SEAL = "seal"
+KEY = "key"  # a signature by a key outside its validity, or a broken keyring
 RECORD = "record"
 PAYLOAD = "payload"
 
@@ -163,8 +164,15 @@ def _replay_manifest(scope: str, entry: Any, key: str, chain: Chain, state: Tall
 
 
 # --- 2. seals -------------------------------------------------------------------------------------
-def check_seals(conn: Connection, scope: str, chain: Chain, trusted: PublicKey,
-                 state: Tally) -> None:
+def check_keyring(keyring: SigningKeyring, state: Tally) -> None:
+    """Every statement of the keyring that proves nothing (or forks it) is a finding."""
+    for problem in keyring.problems:
+        state.add(KEY, "operator_events", problem.item, problem.message, GLOBAL_SCOPE)
+
+
+def check_seals(conn: Connection, scope: str, chain: Chain, keyring: SigningKeyring,
+                state: Tally) -> None:
+    """Every seal must be signed by a trusted key that was valid at its ``sealed_at``."""
     covered = 0  # highest seq covered by a valid seal
     for seal in conn.execute(raw_select(ledger_seals).where(ledger_seals.c.scope == scope)
                              .order_by(ledger_seals.c.seq, ledger_seals.c.seal_id)).mappings():
@@ -173,10 +181,13 @@ def check_seals(conn: Connection, scope: str, chain: Chain, trusted: PublicKey,
         if wrong:
             state.add(SEAL, "ledger_seals", key, f"seal malformed: {wrong}", scope)
             continue
-        if seal["key_id"] != trusted.key_id:
+        trusted = keyring.public(seal["key_id"])
+        if trusted is None:
+            known = sorted(e.key_id for e in keyring.entries.values() if e.trusted)
+            which = (f"trusted key is {known[0]}" if len(known) == 1
+                     else f"trusted keys are {', '.join(known) or 'none'}")
             state.add(SEAL, "ledger_seals", key,
-                      f"sealed by unknown key {seal['key_id']} (trusted key is {trusted.key_id})",
-                      scope, seq=seq)
+                      f"sealed by unknown key {seal['key_id']} ({which})", scope, seq=seq)
             continue
         message = ledger.seal_message(scope=scope, seq=seq, head_hash=seal["head_hash"],
                                       key_id=seal["key_id"], sealed_at=seal["sealed_at"])
@@ -184,6 +195,11 @@ def check_seals(conn: Connection, scope: str, chain: Chain, trusted: PublicKey,
             state.add(SEAL, "ledger_seals", key,
                       "invalid signature: the seal was not signed by the trusted key", scope,
                       seq=seq)
+            continue
+        outside = keyring.check(seal["key_id"], seal["sealed_at"])
+        if outside is not None:
+            state.add(KEY, "ledger_seals", key, f"seal {outside}", scope, seq=seq,
+                      key_id=seal["key_id"], sealed_at=seal["sealed_at"])
             continue
         head = ledger.GENESIS_HASH if seq == 0 else chain.heads.get(seq)
         if head is None:

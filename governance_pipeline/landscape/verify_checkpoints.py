@@ -1,6 +1,7 @@
 """Checkpoint checks of ``verify``: every C2SP checkpoint of a scope against its chain.
 
-For each stored checkpoint, in order of tree size: its note must be signed by the trusted key
+For each stored checkpoint, in order of tree size: its note must be signed by a trusted key of
+the keyring (within that key's validity, as seals are)
 under the scope's origin (the key name is the origin, c2sp.org/tlog-checkpoint), its size and
 origin must be the row's, its root must be the RFC 6962 root of the chain's first ``size``
 entries as verify replayed them, and it must extend the scope's previous checkpoint: a
@@ -27,7 +28,7 @@ from governance_pipeline.contracts.merkle import (
     leaf_hash,
     verify_consistency,
 )
-from governance_pipeline.contracts.signed_note import Verifier, open_note
+from governance_pipeline.contracts.signed_note import Verifier, open_note_detailed
 from governance_pipeline.contracts.tlog_checkpoint import parse_checkpoint
 from governance_pipeline.contracts.tlog_errors import TlogError
 from governance_pipeline.landscape.checkpoints import (
@@ -36,8 +37,8 @@ from governance_pipeline.landscape.checkpoints import (
     origin_of,
     read_origin_prefix,
 )
-from governance_pipeline.landscape.keys import PublicKey
 from governance_pipeline.landscape.schema import ledger_checkpoints, ledger_seals
+from governance_pipeline.landscape.signing_keyring import SigningKeyring
 from governance_pipeline.landscape.verify_chain import Chain, Tally, raw_select
 
 CHECKPOINT = "checkpoint"
@@ -68,9 +69,10 @@ class _Signed:
     root: bytes
 
 
-def check_checkpoints(conn: Connection, scope: str, chain: Chain, trusted: PublicKey,
+def check_checkpoints(conn: Connection, scope: str, chain: Chain, keyring: SigningKeyring,
                       state: Tally, prefix: str | None = None) -> int:
-    """Check every checkpoint of ``scope``; returns how many there are."""
+    """Check every checkpoint of ``scope`` against the trusted keys of ``keyring`` (each within
+    its validity, as seals are); returns how many there are."""
     rows = conn.execute(raw_select(ledger_checkpoints)
                         .where(ledger_checkpoints.c.scope == scope)
                         .order_by(ledger_checkpoints.c.tree_size)).mappings().all()
@@ -78,13 +80,14 @@ def check_checkpoints(conn: Connection, scope: str, chain: Chain, trusted: Publi
         return 0
     prefix = prefix if prefix is not None else read_origin_prefix(conn)
     origin = origin_of(prefix, scope) if prefix is not None else None
-    verifier = log_verifier(origin, trusted) if origin is not None else None
+    verifiers = ({log_verifier(origin, e.public): e.key_id for e in keyring.entries.values()
+                  if e.trusted} if origin is not None else {})
     tree = chain_tree(chain)
     previous: _Signed | None = None
     for row in rows:
         size = row["tree_size"]
         key = checkpoint_key(scope, size)
-        signed = _check_one(row, key, scope, origin, verifier, state)
+        signed = _check_one(row, key, scope, origin, verifiers, keyring, state)
         if signed is None:
             continue  # not evidence of anything: the next one is compared with the one before
         if signed.size > tree.size:
@@ -152,7 +155,8 @@ def _extends(tree: MerkleTree, old: _Signed, new: _Signed) -> bool:
 
 
 def _check_one(row: object, key: str, scope: str, origin: str | None,
-               verifier: Verifier | None, state: Tally) -> _Signed | None:
+               verifiers: dict[Verifier, str], keyring: SigningKeyring,
+               state: Tally) -> _Signed | None:
     """The checkpoint's signed size and root, or None (and a finding) when it is not signed
     evidence of this scope."""
     size, note = row["tree_size"], row["note"]  # type: ignore[index]
@@ -161,20 +165,28 @@ def _check_one(row: object, key: str, scope: str, origin: str | None,
                   f"checkpoint malformed: tree_size holds {type(size).__name__}, note holds "
                   f"{type(note).__name__}", scope)
         return None
-    if verifier is None or origin is None:
+    if not verifiers or origin is None:
         state.add(CHECKPOINT, _TABLE, key,
                   "invalid signature: the Landscape's checkpoint origin (ledger_origin) is "
                   "missing, so no checkpoint can be checked against it", scope, tree_size=size)
         return None
     try:
-        body, _ = open_note(note, [verifier])
-        checkpoint = parse_checkpoint(body)
+        opened = open_note_detailed(note, list(verifiers))
+        checkpoint = parse_checkpoint(opened.body)
     except TlogError as exc:
         state.add(CHECKPOINT, _TABLE, key,
                   f"invalid signature: the checkpoint is not signed by the trusted key as "
                   f"{origin} ({exc.code.code}: {exc.message})", scope, tree_size=size,
                   reason=exc.code.code)
         return None
+    for signature in opened.verified:
+        key_id = verifiers[signature.verifier]
+        why = keyring.check(key_id, str(row["created_at"]))  # type: ignore[index]
+        if why is not None:
+            state.add(CHECKPOINT, _TABLE, key,
+                      f"invalid signature: the checkpoint is signed by key {key_id} outside its "
+                      f"validity ({why})", scope, tree_size=size, key_id=key_id)
+            return None
     if checkpoint.origin != origin:
         state.add(CHECKPOINT, _TABLE, key,
                   f"wrong origin: the checkpoint names {checkpoint.origin!r}, this scope's "

@@ -31,6 +31,8 @@ from governance_pipeline.governance.exports.bundle_format import (
     ATTESTATION_FILE,
     FORMAT,
     FORMAT_VERSION,
+    KEYRING_FILE,
+    KEYS_DIR,
     MANIFEST_FILE,
     PROOFS_FILE,
     PUBLIC_KEY_FILE,
@@ -47,6 +49,7 @@ from governance_pipeline.governance.exports.clearance import ExportClearance
 from governance_pipeline.governance.exports.tlog_files import expected_names
 from governance_pipeline.governance.exports.verify_doc import render_verify_md
 from governance_pipeline.landscape.keys import Signer
+from governance_pipeline.landscape.signing_keyring import SigningKeyring
 
 OUTPUT_NOT_EMPTY = register(
     "GP-BUNDLE-002", "Output directory not empty",
@@ -78,21 +81,24 @@ def write_bundle(out_dir: Path, files: Mapping[str, bytes], *, kind: ExportKind,
                  clearance: ExportClearance, signer: Signer, checkpoint: Checkpoint,
                  proofs: list[dict[str, Any]], created_at: str,
                  about: Mapping[str, Any] | None = None,
-                 tlog: Mapping[str, bytes] | None = None) -> BundleResult:
+                 tlog: Mapping[str, bytes] | None = None,
+                 keyring: SigningKeyring | None = None) -> BundleResult:
     """Write the bundle of ``files`` (name → bytes) into ``out_dir`` atomically.
 
     ``tlog`` is ``tlog_files.tlog_files(landscape, proofs, checkpoint)``: a tlog-proof per proof,
     the checkpoint of each scope and the log's verifier key; it must hold exactly those.
 
     ``about`` adds the facts of the bundle's content (period, run and incident ids, policy
-    snapshot hash, ledger heads...) to the attestation's predicate.
+    snapshot hash, ledger heads...) to the attestation's predicate. ``keyring`` (the
+    Landscape's) lets the checkpoint hold seals of keys retired by a rotation: the bundle then
+    carries them in keys/ with the statements linking them to the signer.
 
     Raises ``ConfigError`` GP-BUNDLE-002 when ``out_dir`` exists and is not empty, GP-BUNDLE-005
     for a bad file name, a clearance for another export, or a checkpoint not sealed by
     ``signer``; ``OperationalError`` GP-IO-001 when the file system fails.
     """
     tlog = dict(tlog or {})
-    _check_inputs(files, kind, subject, clearance, signer, checkpoint, proofs)
+    _check_inputs(files, kind, subject, clearance, signer, checkpoint, proofs, keyring)
     want = expected_names(len(proofs), checkpoint.scopes)
     if set(tlog) != want:
         raise ConfigError(f"the tlog files do not match the proofs and checkpoint: missing "
@@ -100,6 +106,8 @@ def write_bundle(out_dir: Path, files: Mapping[str, bytes], *, kind: ExportKind,
                           code=BUNDLE_INPUT_INVALID)
     _refuse_non_empty(out_dir)
     content: dict[str, bytes] = {**files, **tlog}
+    if keyring is not None:
+        content.update(_key_files(keyring, signer, checkpoint))
     content[PROOFS_FILE] = json_bytes(proofs)
     content[VERIFY_FILE] = render_verify_md(kind=kind.value, subject=subject,
                                             key_id=signer.key_id, created_at=created_at,
@@ -130,9 +138,20 @@ def predicate(manifest: BundleManifest, about: Mapping[str, Any]) -> dict[str, A
     return {**dict(about), **facts}
 
 
+def _key_files(keyring: SigningKeyring, signer: Signer,
+               checkpoint: Checkpoint) -> dict[str, bytes]:
+    """keys/keyring.json and keys/<key_id>.pem of every key the bundle's signatures need."""
+    out = {KEYRING_FILE: json_bytes(keyring.document())}
+    for key_id in sorted({signer.key_id, *(s.key_id for s in checkpoint.seals)}):
+        public = signer.public if key_id == signer.key_id else keyring.public(key_id)
+        if public is not None:
+            out[f"{KEYS_DIR}/{key_id}.pem"] = public.pem()
+    return out
+
+
 def _check_inputs(files: Mapping[str, bytes], kind: ExportKind, subject: str,
                   clearance: ExportClearance, signer: Signer, checkpoint: Checkpoint,
-                  proofs: list[dict[str, Any]]) -> None:
+                  proofs: list[dict[str, Any]], keyring: SigningKeyring | None) -> None:
     for name in files:
         why = bad_file_name(name)
         if why:
@@ -148,11 +167,12 @@ def _check_inputs(files: Mapping[str, bytes], kind: ExportKind, subject: str,
     if clearance.kind is not kind or clearance.subject != subject:
         raise ConfigError(f"the clearance is for {clearance.kind.value} {clearance.subject}, "
                           f"not for {kind.value} {subject}", code=BUNDLE_INPUT_INVALID)
-    others = sorted({s.key_id for s in checkpoint.seals} - {signer.key_id})
+    others = sorted(s.key_id for s in checkpoint.seals if s.key_id != signer.key_id and (
+        keyring is None or keyring.check(s.key_id, s.sealed_at) is not None))
     if others:
         raise ConfigError(f"the checkpoint was sealed by key(s) {', '.join(others)}, the bundle "
-                          f"is signed by {signer.key_id}; one key must do both",
-                          code=BUNDLE_INPUT_INVALID)
+                          f"is signed by {signer.key_id} and no keyring links them (valid at "
+                          "their seal times)", code=BUNDLE_INPUT_INVALID)
     scopes = set(checkpoint.scopes)
     for proof in proofs:
         if proof.get("scope") not in scopes:

@@ -8,7 +8,10 @@
   checkpoints/<scope>.checkpoint  each scope's signed checkpoint (c2sp.org/tlog-checkpoint)
   trust/log.vkey      the signed-note verifier key(s) of those checkpoints
   VERIFY.md           how to check the bundle offline
-  public_key.pem      the Ed25519 key that signed manifest.sig and sealed the checkpoint
+  public_key.pem      the Ed25519 key that signed manifest.sig (and the attestation)
+  keys/keyring.json   every signing key of the Landscape with the signed rotation and revocation
+                      statements that link them (how a verifier trusting one key trusts the rest)
+  keys/<key_id>.pem   the public key of the signer and of every key that sealed the checkpoint
   manifest.json       sha256 + size of every file above, the checkpoint, who cleared the export
   manifest.sig        hex Ed25519 signature over the exact bytes of manifest.json
   attestation.intoto.json  DSSE envelope of an in-toto Statement v1 over every file above
@@ -35,6 +38,8 @@ PROOFS_FILE = "proofs.json"
 VERIFY_FILE = "VERIFY.md"
 PUBLIC_KEY_FILE = "public_key.pem"
 ATTESTATION_FILE = "attestation.intoto.json"  # see exports.attestation
+KEYS_DIR = "keys"
+KEYRING_FILE = f"{KEYS_DIR}/keyring.json"
 #: Files the bundle writer makes itself; content files may not take these names.
 RESERVED = frozenset({MANIFEST_FILE, SIGNATURE_FILE, PROOFS_FILE, VERIFY_FILE, PUBLIC_KEY_FILE,
                       ATTESTATION_FILE})
@@ -90,6 +95,6 @@ def bad_file_name(name: str) -> str:
         return "must be a normalised relative POSIX path"
     if any(part in ("", ".", "..") or part.startswith(".") for part in path.parts):
         return "must not have hidden, '.' or '..' parts"
-    if name in RESERVED or path.parts[0] in WRITER_DIRS:
+    if name in RESERVED or path.parts[0] in (*WRITER_DIRS, KEYS_DIR):
         return "is a name the bundle writer uses itself"
     return ""

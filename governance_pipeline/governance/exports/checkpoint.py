@@ -76,10 +76,11 @@ def checkpoint_for(landscape: Landscape, scopes: Iterable[str]) -> Checkpoint:
     """The latest seal of each scope, each checked against the chain and the Landscape's key.
 
     Raises ``ConfigError`` (GP-BUNDLE-003) for a scope without a seal, and
-    ``AuditIntegrityError`` for a seal that is not signed by this Landscape's key or no longer
-    matches its chain: a bundle is never built from a checkpoint that does not verify.
+    ``AuditIntegrityError`` for a seal that is not signed by a key of this Landscape's keyring
+    (valid at its ``sealed_at``) or no longer matches its chain: a bundle is never built from a
+    checkpoint that does not verify.
     """
-    public = landscape.signer.public
+    keyring = landscape.own_keyring()
     seals: list[Seal] = []
     with landscape.engine.connect() as conn:
         for scope in sorted(set(scopes)):
@@ -91,11 +92,15 @@ def checkpoint_for(landscape: Landscape, scopes: Iterable[str]) -> Checkpoint:
                 raise ConfigError(f"scope {scope} has never been sealed", code=SCOPE_UNSEALED,
                                   details={"scope": scope})
             seal = Seal(**{k: row[k] for k in Seal.model_fields})
-            if seal.key_id != public.key_id or not public.verify(seal.signature, seal.message()):
+            public = keyring.public(seal.key_id)
+            outside = keyring.check(seal.key_id, seal.sealed_at)
+            if public is None or outside is not None \
+                    or not public.verify(seal.signature, seal.message()):
                 raise AuditIntegrityError(
                     f"the latest seal of scope {scope} ({seal.seal_id}) is not signed by this "
-                    f"Landscape's key {public.key_id}", code=SEAL_UNTRUSTED,
-                    details={"scope": scope, "seal_id": seal.seal_id})
+                    f"Landscape's key or a key its keyring links to, valid at its time: "
+                    f"{outside or 'bad signature'}",
+                    code=SEAL_UNTRUSTED, details={"scope": scope, "seal_id": seal.seal_id})
             head = conn.execute(select(ledger_entries.c.entry_hash).where(
                 ledger_entries.c.scope == scope, ledger_entries.c.seq == seal.seq)).scalar()
             if seal.seq == 0:

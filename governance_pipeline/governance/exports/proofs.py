@@ -100,7 +100,7 @@ def inclusion_proofs(landscape: Landscape, records: Iterable[RecordRef],
     (GP-BUNDLE-004) for one the checkpoint does not cover.
     """
     refs = list(records)
-    public = landscape.signer.public
+    keyring = landscape.own_keyring()
     with _read_snapshot(landscape.engine) as conn:
         contents = [_read_record(conn, *ref) for ref in refs]
         located: dict[RecordRef, dict[str, Any]] = {}
@@ -131,7 +131,9 @@ def inclusion_proofs(landscape: Landscape, records: Iterable[RecordRef],
                        "values": values, "record_hash": actual},
             "entry": found["entry"], "chain": found["chain"], "seal": seal.model_dump(mode="json"),
         }
-        problems = verify_proof(proof, seal.model_dump(mode="json"), public)
+        public = keyring.public(seal.key_id)
+        problems = (verify_proof(proof, seal.model_dump(mode="json"), public)
+                    if public is not None else [f"seal key {seal.key_id} is not trusted"])
         if problems:
             raise AuditIntegrityError(f"the ledger of scope {scope} does not prove {table} {key}: "
                                       f"{problems[0]}", code=LEDGER_TAMPERED,

@@ -306,7 +306,8 @@ def write_export(landscape: Landscape, plan: ExportPlan, clearance: ExportCleara
     written = write_bundle(plan.out_dir, files, kind=plan.kind, subject=plan.subject,
                            clearance=clearance, signer=landscape.signer, checkpoint=checkpoint,
                            proofs=proofs, created_at=to_iso(landscape.clock.now()),
-                           about=attested_facts(bundle), tlog=tlog)
+                           about=attested_facts(bundle), tlog=tlog,
+                           keyring=landscape.own_keyring())
     record_export_written(landscape, clearance, path=str(written.path),
                           bundle_digest=written.bundle_digest, operator=operator)
     return ExportResult(export_id=clearance.export_id, approval_id=clearance.approval_id,

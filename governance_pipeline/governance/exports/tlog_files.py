@@ -16,7 +16,7 @@ ships a bad one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +36,7 @@ from governance_pipeline.governance.exports.checkpoint import Checkpoint, Seal
 from governance_pipeline.governance.exports.proofs import RECORD_UNPROVABLE
 from governance_pipeline.governance.exports.tlog_extra import extra_of, leaf_from_extra, parse_extra
 from governance_pipeline.landscape import tlog, tlog_view
+from governance_pipeline.landscape.checkpoints import log_verifier
 from governance_pipeline.landscape.keys import PublicKey
 from governance_pipeline.landscape.store import Landscape
 from governance_pipeline.landscape.verify import _read_snapshot
@@ -55,7 +56,17 @@ def checkpoint_name(scope: str) -> str:
 
 def vkey_lines(key: PublicKey, origins: Sequence[str]) -> str:
     """``trust/log.vkey``: the vkey of ``key`` under each origin, one per line, sorted."""
-    return "".join(f"{v.vkey()}\n" for v in tlog_view.log_verifiers(key, origins))
+    return vkey_lines_of((key, o) for o in origins)
+
+
+def vkey_lines_of(pairs: Iterable[tuple[PublicKey, str]]) -> str:
+    """``trust/log.vkey`` of checkpoints signed by several keys (a rotation between seals): the
+    vkey of each (key, origin), one per line, sorted."""
+    lines = {log_verifier(o, key).vkey() for key, o in pairs}
+    return "".join(f"{line}\n" for line in sorted(lines))
+
+
+KeyOf = Callable[[Seal], "PublicKey | None"]
 
 
 def expected_names(proof_count: int, scopes: Sequence[str]) -> set[str]:
@@ -76,7 +87,13 @@ def tlog_files(landscape: Landscape, proofs: Sequence[dict[str, Any]],
     seal names, or a proof is for a scope the checkpoint does not cover; ``TlogError`` /
     ``AuditIntegrityError`` when the Landscape's tree does not prove a record.
     """
-    key = landscape.signer.public
+    keyring = landscape.own_keyring()
+    fallback = landscape.signer.public
+
+    def key_of(seal: Seal) -> PublicKey:
+        """The key that signed the seal's checkpoint (the seal's, so rotation-proof)."""
+        return keyring.public(seal.key_id) or fallback
+
     notes: dict[str, tlog.StoredCheckpoint] = {}
     trees: dict[str, tlog.ScopeTree] = {}
     files: dict[str, bytes] = {}
@@ -104,9 +121,10 @@ def tlog_files(landscape: Landscape, proofs: Sequence[dict[str, Any]],
             files[proof_name(n)] = made.format().encode("utf-8")
     if checkpoint.seals:
         assert prefix is not None  # a stored checkpoint fixed it
-        files[LOG_VKEY_FILE] = vkey_lines(
-            key, [tlog_view.origin(prefix, s) for s in checkpoint.scopes]).encode("utf-8")
-    problems = check_tlog_files(files, checkpoint.seals, list(proofs), key)
+        files[LOG_VKEY_FILE] = vkey_lines_of(
+            (key_of(seal), tlog_view.origin(prefix, seal.scope))
+            for seal in checkpoint.seals).encode("utf-8")
+    problems = check_tlog_files(files, checkpoint.seals, list(proofs), key_of)
     if problems:
         raise AuditIntegrityError(f"the ledger's tree does not prove the bundle's records: "
                                   f"{problems[0][0]}: {problems[0][1]}", code=LEDGER_TAMPERED,
@@ -121,6 +139,7 @@ class _Log:
 
     note: str
     origin: str
+    key: PublicKey
 
 
 def _describe(note: str) -> str:
@@ -155,11 +174,10 @@ def check_checkpoint_file(scope: str, data: bytes | None, seal: Seal,
     if cp.size != seal.seq:
         return None, [f"tree size {cp.size}, the manifest's seal of scope {scope} is at seq "
                       f"{seal.seq}"]
-    return _Log(note, origin), []
+    return _Log(note, origin, key), []
 
 
-def check_proof_file(data: bytes, json_proof: Any, logs: Mapping[str, _Log],
-                     key: PublicKey) -> list[str]:
+def check_proof_file(data: bytes, json_proof: Any, logs: Mapping[str, _Log]) -> list[str]:
     """Every reason the tlog-proof ``data`` does not prove the record of ``json_proof`` (the
     bundle's proofs.json entry of the same number) under the bundle's checkpoints ``logs``."""
     try:
@@ -176,6 +194,7 @@ def check_proof_file(data: bytes, json_proof: Any, logs: Mapping[str, _Log],
     if log is None:
         return [f"proof for scope {scope}, for which the bundle has no valid checkpoint"]
     problems: list[str] = []
+    key = log.key
     if proof.checkpoint_note != log.note:
         problems.append(f"proof for another checkpoint: it carries "
                         f"{_describe(proof.checkpoint_note)}, the bundle's checkpoint of scope "
@@ -206,13 +225,19 @@ def check_proof_file(data: bytes, json_proof: Any, logs: Mapping[str, _Log],
 
 
 def check_tlog_files(files: Mapping[str, bytes | None], seals: Sequence[Seal],
-                     json_proofs: Sequence[Any], key: PublicKey) -> list[tuple[str, str]]:
+                     json_proofs: Sequence[Any], key_of: KeyOf) -> list[tuple[str, str]]:
     """(file, problem) of every tlog file of a bundle (``files``: name → bytes, None if absent).
-    Pure: the bundle's own files and the key, nothing else."""
+    ``key_of`` names the trusted key of each seal (None: none is trusted). Pure: the bundle's
+    own files and the keys, nothing else."""
     problems: list[tuple[str, str]] = []
     logs: dict[str, _Log] = {}
     for seal in seals:
         name = checkpoint_name(seal.scope)
+        key = key_of(seal)
+        if key is None:
+            problems.append((name, f"cannot be checked: seal {seal.seal_id} is by key "
+                             f"{seal.key_id}, which no trusted key links to"))
+            continue
         log, found = check_checkpoint_file(seal.scope, files.get(name), seal, key)
         problems += [(name, p) for p in found]
         if log is not None:
@@ -223,11 +248,11 @@ def check_tlog_files(files: Mapping[str, bytes | None], seals: Sequence[Seal],
                          f"({', '.join(sorted(prefixes))}); one Landscape has one origin prefix"))
     if seals:
         got = files.get(LOG_VKEY_FILE)
-        want = vkey_lines(key, [log.origin for log in logs.values()]).encode("utf-8")
+        want = vkey_lines_of((log.key, log.origin) for log in logs.values()).encode("utf-8")
         if got is None:
             problems.append((LOG_VKEY_FILE, "missing: the bundle has no log verifier key"))
         elif got != want:
-            problems.append((LOG_VKEY_FILE, f"not the verifier key(s) of key {key.key_id} for "
+            problems.append((LOG_VKEY_FILE, "not the verifier key(s) of the keys that signed "
                              f"the bundle's checkpoints: expected {want.decode().strip()!r}"))
     for n, json_proof in enumerate(json_proofs):
         name = proof_name(n)
@@ -235,5 +260,5 @@ def check_tlog_files(files: Mapping[str, bytes | None], seals: Sequence[Seal],
         if data is None:
             problems.append((name, "missing: every sampled record has a tlog-proof file"))
             continue
-        problems += [(name, p) for p in check_proof_file(data, json_proof, logs, key)]
+        problems += [(name, p) for p in check_proof_file(data, json_proof, logs)]
     return problems

@@ -1,8 +1,9 @@
 """Check a bundle directory offline: no database, no configuration, only the bundle (and a key).
 
 Every check runs and reports, none stops at the first problem: the manifest parses and is signed
-by the key in the bundle, the key is the one its ``key_id`` names (and, when given, the trusted
-key), every listed file is present with its digest and size, no file is added, every
+by the key in the bundle, the key is the one its ``key_id`` names (and, when given, a trusted
+key or one that the bundle's signed rotation statements in ``keys/keyring.json`` link to a
+trusted key, valid when the bundle was made), every listed file is present with its digest and size, no file is added, every
 inclusion proof leads its record to the checkpoint's signed seal, and the DSSE/in-toto
 attestation is signed by the same key over its PAE, agrees with the manifest and lists every
 other file of the bundle with its digest (``_check_attestation``).
@@ -13,10 +14,10 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
 from pydantic import ValidationError
 
 from governance_pipeline.contracts.errors import (
@@ -30,6 +31,7 @@ from governance_pipeline.contracts.hashing import sha256_hex
 from governance_pipeline.governance.exports.attestation import open_envelope
 from governance_pipeline.governance.exports.bundle_format import (
     ATTESTATION_FILE,
+    KEYRING_FILE,
     MANIFEST_FILE,
     PROOFS_FILE,
     PUBLIC_KEY_FILE,
@@ -44,7 +46,15 @@ from governance_pipeline.governance.exports.tlog_files import (
     expected_names,
 )
 from governance_pipeline.governance.exports.verify_approvals import approval_problems
+from governance_pipeline.landscape.key_statements import Revocation, Rotation
 from governance_pipeline.landscape.keys import PublicKey
+from governance_pipeline.landscape.signing_keyring import (
+    KeyProblem,
+    PinnedRevocation,
+    SigningKeyring,
+    build_keyring,
+    statements_of,
+)
 
 BUNDLE_INVALID = register(
     "GP-BUNDLE-001", "Bundle verification failed",
@@ -74,7 +84,9 @@ FIXES = {
     SIGNATURE: "manifest.json or manifest.sig was changed after signing, or they come from "
                "different bundles: get an untouched copy",
     KEY: "compare the key with the producer's published key (governance-pipeline keys public) "
-         "and pass it with --key; a bundle signed by any other key is not theirs",
+         "and pass it (or their trust file) with --trusted-key; a bundle signed by any other "
+         "key, or by one of their keys outside its validity (retired by a rotation, revoked), "
+         "is not theirs",
     PROOF: "the proof does not lead its record to the signed checkpoint: the record or the "
            "ledger excerpt was altered; re-export the bundle and run `governance-pipeline "
            "verify` on the source database",
@@ -139,9 +151,13 @@ def _read(path: Path, name: str, report: _Report) -> bytes | None:
     return None
 
 
-def verify_bundle(path: Path, *, trusted_key: PublicKey | None = None) -> BundleVerification:
-    """Findings of every problem of the bundle at ``path`` (empty: intact, and signed by
-    ``trusted_key`` when given). Raises ``NotFoundError`` when ``path`` is not a directory."""
+def verify_bundle(path: Path, *, trusted_key: PublicKey | None = None,
+                  trusted_keys: Sequence[PublicKey] = (),
+                  revocations: Sequence[PinnedRevocation] = ()) -> BundleVerification:
+    """Findings of every problem of the bundle at ``path`` (empty: intact, and signed by a key
+    that ``trusted_key`` / ``trusted_keys`` are, or that the bundle's signed rotation statements
+    link to them, valid when it signed; ``revocations`` are the verifier's own, e.g. from its
+    trust file). Raises ``NotFoundError`` when ``path`` is not a directory."""
     if not path.is_dir():
         raise NotFoundError(f"{path} is not a bundle directory", details={"path": str(path)})
     report = _Report()
@@ -152,22 +168,59 @@ def verify_bundle(path: Path, *, trusted_key: PublicKey | None = None) -> Bundle
     if key is not None and manifest is not None and manifest.key_id != key.key_id:
         report.add(KEY, MANIFEST_FILE, f"key_id mismatch: the manifest names key "
                    f"{manifest.key_id}, {PUBLIC_KEY_FILE} holds key {key.key_id}")
-    if trusted_key is not None and key is not None and _raw(key) != _raw(trusted_key):
-        report.add(KEY, PUBLIC_KEY_FILE, f"untrusted key: the bundle is signed by key "
-                   f"{key.key_id}, not by the trusted key {trusted_key.key_id}")
+    anchors = [k for k in (trusted_key, *trusted_keys) if k is not None]
+    keyring = _keyring(path, manifest, anchors or ([key] if key else []), revocations, report)
+    signer = _check_signer(key, manifest, anchors, keyring, report)
     files = proofs = 0
     if manifest is not None:
         files = _check_files(path, manifest, report)
-        proofs = _check_proofs(path, manifest, trusted_key or key, report)
-        _check_tlog(path, manifest, trusted_key or key, report)
-    _check_attestation(path, manifest, trusted_key or key, report)
+        proofs = _check_proofs(path, manifest, keyring, signer, report)
+        _check_tlog(path, manifest, keyring, signer, report)
+    _check_attestation(path, manifest, signer, report)
     _check_approvals(path, manifest, report)
     return BundleVerification(path, report.findings, key.key_id if key else None, files, proofs,
                               manifest)
 
 
-def _raw(key: PublicKey) -> bytes:
-    return key.key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+def _keyring(path: Path, manifest: BundleManifest | None, anchors: list[PublicKey],
+             revocations: Sequence[PinnedRevocation], report: _Report) -> SigningKeyring:
+    """The keyring the anchors and the bundle's keys/keyring.json prove (a bundle without the
+    file, from before key rotation, has only its own key)."""
+    rotations: list[Rotation] = []
+    revs: list[Revocation] = []
+    problems: list[KeyProblem] = []
+    if manifest is not None and KEYRING_FILE in manifest.files and (path / KEYRING_FILE).is_file():
+        data = _read(path, KEYRING_FILE, report)
+        try:
+            doc = json.loads(data) if data is not None else {}
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            report.add(KEY, KEYRING_FILE, f"not valid JSON: {exc}")
+            doc = {}
+        rotations, revs, problems = statements_of(doc)
+    keyring = build_keyring(anchors, rotations, revs, revocations, problems)
+    for problem in keyring.problems:
+        report.add(KEY, KEYRING_FILE, problem.message, item=f"{KEYRING_FILE} {problem.item}")
+    return keyring
+
+
+def _check_signer(key: PublicKey | None, manifest: BundleManifest | None,
+                  anchors: list[PublicKey], keyring: SigningKeyring,
+                  report: _Report) -> PublicKey | None:
+    """The key the attestation must be signed by: the bundle's, when the keyring trusts it."""
+    if key is None:
+        return anchors[0] if anchors else None
+    if not keyring.trusts(key.key_id):
+        trusted = ", ".join(k.key_id for k in anchors)
+        report.add(KEY, PUBLIC_KEY_FILE, f"untrusted key: the bundle is signed by key "
+                   f"{key.key_id}, which is not the trusted key {trusted} and which no rotation "
+                   f"statement in {KEYRING_FILE} links to it")
+        return anchors[0] if anchors else key
+    if manifest is not None:
+        outside = keyring.check(key.key_id, manifest.created_at)
+        if outside is not None:
+            report.add(KEY, PUBLIC_KEY_FILE, f"the bundle's signature was {outside}",
+                       key_id=key.key_id, created_at=manifest.created_at)
+    return key
 
 
 def _parse_manifest(body: bytes | None, report: _Report) -> BundleManifest | None:
@@ -255,8 +308,10 @@ def _check_files(path: Path, manifest: BundleManifest, report: _Report) -> int:
     return checked
 
 
-def _check_proofs(path: Path, manifest: BundleManifest, key: PublicKey | None,
-                  report: _Report) -> int:
+def _check_proofs(path: Path, manifest: BundleManifest, keyring: SigningKeyring,
+                  fallback: PublicKey | None, report: _Report) -> int:
+    """Each proof against its seal, checked with the seal's key (``fallback``, the bundle's
+    trusted key, for a seal whose key the keyring does not trust: its proofs then fail)."""
     if PROOFS_FILE not in manifest.files:
         report.add(MANIFEST, MANIFEST_FILE, f"does not list {PROOFS_FILE}")
         return 0
@@ -274,9 +329,11 @@ def _check_proofs(path: Path, manifest: BundleManifest, key: PublicKey | None,
     if len(proofs) != manifest.proof_count:
         report.add(PROOF, PROOFS_FILE, f"holds {len(proofs)} proofs, the manifest says "
                    f"{manifest.proof_count}")
-    if key is None:
-        report.add(PROOF, PROOFS_FILE, "cannot be checked: no usable public key")
-        return 0
+    for seal in manifest.checkpoint.seals:
+        outside = keyring.check(seal.key_id, seal.sealed_at)
+        if outside is not None:
+            report.add(KEY, MANIFEST_FILE, f"checkpoint seal of scope {seal.scope}: {outside}",
+                       item=f"checkpoint {seal.seal_id}", scope=seal.scope)
     for index, proof in enumerate(proofs):
         item = f"{PROOFS_FILE}[{index}]"
         record = proof.get("record") if isinstance(proof, dict) else None
@@ -288,22 +345,27 @@ def _check_proofs(path: Path, manifest: BundleManifest, key: PublicKey | None,
             report.add(PROOF, PROOFS_FILE, f"proof for scope {scope!r}, which the checkpoint "
                        "does not cover", item=item)
             continue
+        key = keyring.public(seal.key_id) or fallback
+        if key is None:
+            report.add(PROOF, PROOFS_FILE, "cannot be checked: no usable public key", item=item)
+            continue
         for problem in verify_proof(proof, seal.model_dump(mode="json"), key):
             report.add(PROOF, PROOFS_FILE, problem, item=item, scope=scope)
     return len(proofs)
 
 
-def _check_tlog(path: Path, manifest: BundleManifest, key: PublicKey | None,
-                report: _Report) -> None:
+def _check_tlog(path: Path, manifest: BundleManifest, keyring: SigningKeyring,
+                fallback: PublicKey | None, report: _Report) -> None:
     """The tlog-proof files, checkpoints and log key (``tlog_files``): their digests are the
     file checks'; here, that they are the ones the manifest's proofs and checkpoint call for,
-    and that each proves its record."""
+    and that each proves its record. Each checkpoint is checked with its seal's key as the
+    keyring trusts it (``fallback``, the bundle's trusted key, otherwise: it then fails)."""
     want = expected_names(manifest.proof_count, manifest.checkpoint.scopes)
     listed = {n for n in manifest.files if n.split("/", 1)[0] in WRITER_DIRS}
     for name in sorted(listed - want):
         report.add(TLOG, name, "unexpected tlog file: the manifest's proofs and checkpoint do "
                    "not call for it")
-    if key is None:
+    if fallback is None and not keyring.entries:
         if want:
             report.add(TLOG, sorted(want)[0], "cannot be checked: no usable public key")
         return
@@ -313,7 +375,8 @@ def _check_tlog(path: Path, manifest: BundleManifest, key: PublicKey | None,
         files[name] = target.read_bytes() if target.is_file() and not target.is_symlink() \
             else None
     for name, problem in check_tlog_files(files, manifest.checkpoint.seals,
-                                          _json_proofs(path, manifest), key):
+                                          _json_proofs(path, manifest),
+                                          lambda seal: keyring.public(seal.key_id) or fallback):
         report.add(TLOG, name, problem)
 
 
