@@ -83,6 +83,8 @@ def state_snapshot(landscape: Landscape) -> dict[str, list[tuple[Any, ...]]]:
     out: dict[str, list[tuple[Any, ...]]] = {}
     with landscape.engine.connect() as conn:
         for table in metadata.sorted_tables:
+            if table.name == "ledger_origin":
+                continue  # the log's name, fixed by the first seal: maybe the refusal's own
             query = select(table)
             if table.name in _OPERATOR_TRAIL:
                 query = query.where(table.c.scope != GLOBAL_SCOPE)
