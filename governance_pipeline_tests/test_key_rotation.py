@@ -13,6 +13,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from sqlalchemy import func, select
 
 from governance_pipeline.contracts.clock import ManualClock, to_iso
 from governance_pipeline.contracts.errors import GovernanceError
@@ -31,7 +32,7 @@ from governance_pipeline.landscape.keys import (
     PublicKey,
     Signer,
 )
-from governance_pipeline.landscape.schema import GLOBAL_SCOPE
+from governance_pipeline.landscape.schema import GLOBAL_SCOPE, ledger_checkpoints, ledger_seals
 from governance_pipeline.landscape.signing_keyring import KeyStatus
 from governance_pipeline.landscape.store import Landscape
 from governance_pipeline.landscape.trust import pin_key
@@ -269,7 +270,11 @@ def test_any_key_provider_signs_seals_that_verify(db_url: str, tmp_path: Path,
             "key_id": remote.key_id, "public_key": remote.public_key.hex(),
             "pinned_at": "2026-01-01T00:00:00+00:00"}]}))
         commit_global(landscape, clock)
-        assert remote.requests == 2
+        with landscape.engine.connect() as conn:
+            seals = conn.execute(select(func.count()).select_from(ledger_seals)).scalar_one()
+            notes = conn.execute(select(func.count()).select_from(ledger_checkpoints)).scalar_one()
+        # Every seal and its C2SP checkpoint were signed by the provider, nothing else was.
+        assert seals > 0 and remote.requests == seals + notes
         assert verify(landscape).ok
         assert verify(landscape, public_key=Signer.generate().public).findings  # wrong key
     finally:

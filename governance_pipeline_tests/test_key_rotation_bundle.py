@@ -25,6 +25,7 @@ from governance_pipeline.governance.exports.bundle_dir import write_bundle
 from governance_pipeline.governance.exports.bundle_format import KEYRING_FILE
 from governance_pipeline.governance.exports.checkpoint import checkpoint_for
 from governance_pipeline.governance.exports.proofs import inclusion_proofs
+from governance_pipeline.governance.exports.tlog_files import tlog_files
 from governance_pipeline.governance.exports.verify_bundle import verify_bundle
 from governance_pipeline.governance.key_management import revoke_key, rotate_key
 from governance_pipeline.landscape.keys import PublicKey, Signer
@@ -75,6 +76,7 @@ def write(world: World, out: Path, *, signer: Signer | None = None,
                  clearance=clearance_for(subject), signer=signer or landscape.signer,
                  checkpoint=checkpoint, proofs=proofs,
                  created_at=created_at or to_iso(world.clock.now()),
+                 tlog=tlog_files(landscape, proofs, checkpoint),
                  keyring=(keyring or landscape.own_keyring()) if with_keyring else None)
     return out
 

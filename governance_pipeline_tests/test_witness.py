@@ -221,7 +221,7 @@ def test_an_edited_witness_file_is_a_finding(landscape: Landscape, run: Syntheti
     path.write_text("\n".join(lines))
     path.rename(path.with_name(f"{lines[1]}.checkpoint"))
     report = verify(landscape, witness_dir=out)
-    assert any(m.startswith("witnessed checkpoint not signed by the trusted key")
+    assert any(m.startswith("witnessed checkpoint not signed by a trusted key")
                for m in witness_findings(report)), report.findings
 
 

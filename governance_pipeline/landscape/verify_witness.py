@@ -66,8 +66,9 @@ def _b64(raw: bytes) -> str:
 
 
 def check_witnessed(conn: Connection, scopes: Sequence[str], witness: WitnessInput,
-                    trusted: PublicKey, state: Tally, *, every_scope: bool) -> None:
-    """``every_scope``: verify covers the whole Landscape, so a witnessed log it does not have
+                    trusted: Sequence[PublicKey], state: Tally, *, every_scope: bool) -> None:
+    """``trusted``: the keys a checkpoint may be signed by (the keyring's trusted keys, so a
+    checkpoint witnessed before a rotation still checks). ``every_scope``: verify covers the whole Landscape, so a witnessed log it does not have
     (a deleted run, or an origin the ledger no longer uses) is a finding too."""
     for path, why in witness.unreadable:
         state.add(WITNESS, WITNESS, _name(witness.root, path),
@@ -109,16 +110,21 @@ def _name(root: Path, path: Path) -> str:
         return str(path)
 
 
-def _latest(conn: Connection, scope: str, origin: str, trusted: PublicKey) -> Checkpoint | None:
+def _latest(conn: Connection, scope: str, origin: str,
+            trusted: Sequence[PublicKey]) -> Checkpoint | None:
     """The scope's latest checkpoint, when it verifies (a bad one is the checkpoint checks'
     finding)."""
     note = tlog_view.stored_checkpoint(conn, scope)
     if note is None:
         return None
     try:
-        return open_checkpoint(note, tlog_view.log_verifiers(trusted, [origin]), origin)[0]
+        return open_checkpoint(note, _verifiers(trusted, origin), origin)[0]
     except TlogError:
         return None
+
+
+def _verifiers(trusted: Sequence[PublicKey], origin: str) -> list[Verifier]:
+    return [v for k in trusted for v in tlog_view.log_verifiers(k, [origin])]
 
 
 def _roots_at(leaves: Sequence[bytes], sizes: Sequence[int]) -> dict[int, bytes]:
@@ -137,15 +143,16 @@ def _roots_at(leaves: Sequence[bytes], sizes: Sequence[int]) -> dict[int, bytes]
 
 def _check_one(conn: Connection, scope: str, origin: str, item: Witnessed, witness: WitnessInput,
                leaves: Sequence[bytes], roots: dict[int, bytes], latest: Checkpoint | None,
-               trusted: PublicKey, state: Tally) -> None:
+               trusted: Sequence[PublicKey], state: Tally) -> None:
     key = _name(witness.root, item.path)
     size, root = item.size, item.checkpoint.root_hash
     said = f"the witness recorded size {size} root {_b64(root)}"
     try:
-        open_checkpoint(item.text, tlog_view.log_verifiers(trusted, [origin]), origin)
+        open_checkpoint(item.text, _verifiers(trusted, origin), origin)
     except TlogError as exc:
-        state.add(WITNESS, WITNESS, key, f"witnessed checkpoint not signed by the trusted key "
-                  f"{trusted.key_id}: {exc.message}", scope, size=size)
+        ids = ", ".join(k.key_id for k in trusted) or "none"
+        state.add(WITNESS, WITNESS, key, f"witnessed checkpoint not signed by a trusted key "
+                  f"({ids}): {exc.message}", scope, size=size)
     for cosigner in witness.cosigners:
         try:
             open_note(item.text, [cosigner])
