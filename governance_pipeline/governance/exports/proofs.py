@@ -204,19 +204,26 @@ def _locate(conn: Any, scope: str, seal: Seal,
 
 
 # --- checking -------------------------------------------------------------------------------------
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-class _Record(_Strict):
+class RecordFields(StrictModel):
+    """A proven record as a proof shows it: its table, key and hashed columns' values."""
+
     table: str
     key: str
     columns: list[str]
     values: list[Any]
+
+
+class _Record(RecordFields):
     record_hash: str
 
 
-class _Header(_Strict):
+class EntryHeader(StrictModel):
+    """A ledger entry's header: what ``ledger.entry_hash`` commits to, and the hash."""
+
     seq: int = Field(ge=1)
     prev_hash: str
     records_digest: str
@@ -225,11 +232,14 @@ class _Header(_Strict):
     entry_hash: str
 
 
-class _Entry(_Header):
+_Header = EntryHeader
+
+
+class _Entry(EntryHeader):
     manifest: str
 
 
-class _Proof(_Strict):
+class _Proof(StrictModel):
     v: int
     scope: str
     record: _Record

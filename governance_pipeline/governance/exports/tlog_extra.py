@@ -26,36 +26,22 @@ import hashlib
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from governance_pipeline.contracts.hashing import canonical_json
+from governance_pipeline.governance.exports.proofs import EntryHeader, RecordFields, StrictModel
 from governance_pipeline.landscape import ledger, tlog_view
 from governance_pipeline.landscape.schema import GLOBAL_SCOPE, LEDGERED
 
 EXTRA_FORMAT = "governance-pipeline/tlog-proof-extra@v1"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+# The record and entry header exactly as the JSON proofs carry them (one definition of each).
+ExtraRecord = RecordFields
+ExtraEntry = EntryHeader
 
 
-class ExtraRecord(_Strict):
-    table: str
-    key: str
-    columns: list[str]
-    values: list[Any]
-
-
-class ExtraEntry(_Strict):
-    seq: int = Field(ge=1)
-    prev_hash: str
-    records_digest: str
-    record_count: int = Field(ge=0)
-    created_at: str
-    entry_hash: str
-
-
-class Extra(_Strict):
+class Extra(StrictModel):
     format: str
     scope: str
     record: ExtraRecord
