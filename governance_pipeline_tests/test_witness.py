@@ -21,8 +21,10 @@ from dagster import DefaultScheduleStatus, instance_for_test
 from governance_pipeline.contracts.errors import AuditIntegrityError
 from governance_pipeline.contracts.signed_note import Verifier, parse_note
 from governance_pipeline.definitions import defs
+from governance_pipeline.governance.key_management import rotate_key
 from governance_pipeline.landscape import tlog_view, witness
 from governance_pipeline.landscape.anchors import global_chain_id
+from governance_pipeline.landscape.keys import Signer
 from governance_pipeline.landscape.ledger import read_head
 from governance_pipeline.landscape.recorder import Recorder
 from governance_pipeline.landscape.schema import GLOBAL_SCOPE
@@ -50,7 +52,7 @@ def run(recorder: Recorder) -> SyntheticRun:
 
 def witness_all(landscape: Landscape, out: Path, cosigner: Cosigner | None = None,
                 scopes: tuple[str, ...] = (GLOBAL_SCOPE,)) -> list[int]:
-    trusted = landscape.trusted_key().key
+    trusted = landscape.trusted_public_keys()
     return [witness_scope(landscape, s, out, trusted=trusted, cosigner=cosigner).size
             for s in scopes]
 
@@ -104,6 +106,26 @@ def test_an_honest_ledger_that_grew_verifies_with_its_witness(landscape: Landsca
         [f"{first}.checkpoint", f"{second}.checkpoint"])
     report = verify(landscape, witness_dir=out)
     assert report.ok and report.witness is not None and report.witness.checked == 2
+
+
+def test_the_witness_follows_the_log_across_a_key_rotation(landscape: Landscape,
+                                                           run: SyntheticRun,
+                                                           tmp_path: Path) -> None:
+    out = tmp_path / "witness"
+    (first,) = witness_all(landscape, out)
+    old = landscape.signer.key_id
+    rotate_key(landscape, actor="ops")
+    assert landscape.signer.key_id != old
+    grow(landscape)  # checkpoints from now on are signed by the new key
+    (second,) = witness_all(landscape, out)  # trusted through the rotation statement
+    assert second > first
+    report = verify(landscape, witness_dir=out)
+    assert report.ok and report.witness is not None and report.witness.checked == 2
+    # Its twin: a key no rotation links to is still refused.
+    with pytest.raises(AuditIntegrityError) as refused:
+        witness_scope(landscape, GLOBAL_SCOPE, tmp_path / "other",
+                      trusted=[Signer.generate().public])
+    assert refused.value.code.code == "GP-WITNESS-004"
 
 
 def test_witnessing_an_unchanged_ledger_appends_nothing(landscape: Landscape, run: SyntheticRun,

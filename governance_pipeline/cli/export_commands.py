@@ -62,8 +62,9 @@ def _report(state: CliState, command: str, result: ExportResult) -> int:
     state.say(f"export {result.export_id}, approval {result.approval_id}")
     for name, digest in sorted(result.bundle.files.items()):
         state.say(f"  {name:<16} sha256:{digest.sha256}  {digest.size} bytes")
-    state.note(f"check it offline: governance-pipeline verify-bundle {result.path} --key "
-               "PUBLISHED_KEY.pem (governance-pipeline keys public prints the key)")
+    state.note(f"check it offline: governance-pipeline verify-bundle {result.path} "
+               "--trusted-key PUBLISHED_KEY.pem (the pinned key; `governance-pipeline keys "
+               "public` prints the signing key)")
     return 0
 
 

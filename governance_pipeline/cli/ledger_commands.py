@@ -20,7 +20,6 @@ from governance_pipeline.contracts.errors import (
 )
 from governance_pipeline.contracts.signed_note import SIG_COSIGNATURE_V1, Verifier
 from governance_pipeline.contracts.tlog_errors import TlogError
-from governance_pipeline.landscape.trust import explicit_key
 from governance_pipeline.landscape.witnessing import (
     COSIGN_KEY_INVALID,
     Cosigner,
@@ -92,10 +91,11 @@ def witness_cmd(state: CliState, out: Path, runs: bool, cosign_key: Path | None,
     explicit = read_public_key(public_key_path, "--public-key") if public_key_path else None
     outcomes: list[WitnessOutcome] = []
     with open_landscape(state.settings()) as landscape:
-        trusted = (explicit_key(explicit, public_key_path) if explicit and public_key_path
-                   else landscape.trusted_key())
+        anchors = landscape.trust_anchors(explicit, public_key_path)
+        trusted = anchors.source
+        keys = landscape.trusted_public_keys(anchors)
         for scope in witness_scopes(landscape, runs):
-            outcomes.append(witness_scope(landscape, scope, out, trusted=trusted.key,
+            outcomes.append(witness_scope(landscape, scope, out, trusted=keys,
                                           cosigner=cosigner))
     if state.json:
         state.emit({"command": "ledger witness", "out": str(out), "trust": trusted.as_dict(),

@@ -189,6 +189,12 @@ class Landscape:
         return build_keyring(anchors.keys, statements[0], statements[1], anchors.revocations,
                              statements[2])
 
+    def trusted_public_keys(self, anchors: TrustAnchors | None = None) -> list[PublicKey]:
+        """Every key the keyring trusts (pinned, or linked to a pinned key by rotations): what a
+        checkpoint made before or after a rotation may be signed by."""
+        keyring = self.signing_keyring(anchors=anchors)
+        return [e.public for e in keyring.entries.values() if e.trusted]
+
     def trusted_key(self) -> TrustedKey:
         """The key seals must be made by: the pinned one, never the key file as such."""
         from governance_pipeline.landscape.trust import pinned_key

@@ -15,7 +15,7 @@ import base64
 import fcntl
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,9 +71,9 @@ WITNESS_INCONSISTENT = register(
     ExitCode.INTEGRITY)
 WITNESS_UNSIGNED = register(
     "GP-WITNESS-004", "The checkpoint is not signed by the trusted log key",
-    "The witness checks the log's signature with the pinned key (trusted_keys.json) before it "
-    "appends anything: pin the log's published key (`governance-pipeline keys pin`), or find out "
-    "who re-signed the ledger.",
+    "The witness checks the log's signature with the pinned key (trusted_keys.json), or a key "
+    "its signed rotations link to, before it appends anything: pin the log's published key "
+    "(`governance-pipeline keys pin`), or find out who re-signed the ledger.",
     ExitCode.INTEGRITY)
 COSIGN_KEY_INVALID = register(
     "GP-WITNESS-006", "The cosigning key or cosigner name cannot be used",
@@ -171,14 +171,19 @@ def witness_scopes(landscape: Landscape, runs: bool) -> list[str]:
     return [GLOBAL_SCOPE, *sorted(str(s) for s in sealed - {GLOBAL_SCOPE})]
 
 
-def witness_scope(landscape: Landscape, scope: str, out: Path, *, trusted: PublicKey,
-                  cosigner: Cosigner | None = None, now: int | None = None) -> WitnessOutcome:
+def witness_scope(landscape: Landscape, scope: str, out: Path, *,
+                  trusted: PublicKey | Sequence[PublicKey], cosigner: Cosigner | None = None,
+                  now: int | None = None) -> WitnessOutcome:
     """Append ``scope``'s latest checkpoint to ``out`` after checking it (see the module doc).
+
+    ``trusted``: the keys the log may sign with (``Landscape.trusted_public_keys``: the pinned
+    key and those its rotations link to, so the witness follows the log across a rotation).
 
     Raises ``AuditIntegrityError`` (GP-WITNESS-001..005) for a checkpoint the witness must not
     append, ``ConfigError`` GP-WITNESS-007 when the scope has none, ``OperationalError`` when
     the directory cannot be written.
     """
+    keys = [trusted] if isinstance(trusted, PublicKey) else list(trusted)
     with _read_snapshot(landscape.engine) as conn:
         prefix = tlog_view.origin_prefix(conn)
         note = tlog_view.stored_checkpoint(conn, scope) if prefix is not None else None
@@ -186,12 +191,12 @@ def witness_scope(landscape: Landscape, scope: str, out: Path, *, trusted: Publi
             raise ConfigError(f"scope {scope} has no signed checkpoint", code=NOTHING_TO_WITNESS,
                               details={"scope": scope})
         _refuse_other_logs(out, prefix)
-        checkpoint = _opened(note, tlog_view.origin(prefix, scope), scope, trusted)
+        checkpoint = _opened(note, tlog_view.origin(prefix, scope), scope, keys)
         directory = origin_dir(out, checkpoint.origin)
         try:
             with _locked(directory):
                 return _check_and_append(conn, scope, note, checkpoint, directory, cosigner, now,
-                                         trusted)
+                                         keys)
         except OSError as exc:
             raise OperationalError(f"cannot write the witness directory {directory}: {exc}",
                                    code=FILE_IO_FAILED, details={"path": str(directory)}) from exc
@@ -209,25 +214,30 @@ def _refuse_other_logs(out: Path, prefix: str) -> None:
                 details={"origin": origin, "prefix": prefix})
 
 
-def _opened(note: str, origin: str, scope: str, trusted: PublicKey) -> Checkpoint:
+def _verifiers(trusted: Sequence[PublicKey], origin: str) -> list[Verifier]:
+    return [v for key in trusted for v in tlog_view.log_verifiers(key, [origin])]
+
+
+def _opened(note: str, origin: str, scope: str, trusted: Sequence[PublicKey]) -> Checkpoint:
     try:
-        checkpoint, _ = open_checkpoint(note, tlog_view.log_verifiers(trusted, [origin]), origin)
+        checkpoint, _ = open_checkpoint(note, _verifiers(trusted, origin), origin)
     except TlogError as exc:
+        ids = ", ".join(k.key_id for k in trusted) or "none"
         raise AuditIntegrityError(f"the latest checkpoint of scope {scope} does not verify with "
-                                  f"the trusted key {trusted.key_id} as {origin}: {exc.message}",
+                                  f"a trusted key ({ids}) as {origin}: {exc.message}",
                                   code=WITNESS_UNSIGNED, details={"scope": scope}) from exc
     return checkpoint
 
 
 def _check_and_append(conn: Connection, scope: str, note: str, checkpoint: Checkpoint,
                       directory: Path, cosigner: Cosigner | None, now: int | None,
-                      trusted: PublicKey) -> WitnessOutcome:
+                      trusted: Sequence[PublicKey]) -> WitnessOutcome:
     origin, size, root = checkpoint.origin, checkpoint.size, checkpoint.root_hash
     previous = newest(directory.parent, origin)
     shown = _b64(root)
     if previous is not None:
         try:  # a file planted in DIR must not steer the witness
-            open_checkpoint(previous.text, tlog_view.log_verifiers(trusted, [origin]), origin)
+            open_checkpoint(previous.text, _verifiers(trusted, origin), origin)
         except TlogError as exc:
             raise AuditIntegrityError(f"{previous.path} is not a checkpoint signed by the trusted "
                                       f"key: {exc.message}", code=WITNESS_FILE_INVALID,

@@ -55,7 +55,7 @@ def witness_checkpoints(context: OpExecutionContext, config: WitnessConfig) -> d
                 if config.cosign_key else None)
     landscape = Landscape.from_settings(Settings.from_env(), create=False)
     try:
-        trusted = landscape.trusted_key().key
+        trusted = landscape.trusted_public_keys()
         outcomes = [witness_scope(landscape, scope, Path(out), trusted=trusted,
                                   cosigner=cosigner)
                     for scope in witness_scopes(landscape, config.runs)]

@@ -63,7 +63,7 @@ def render_verify_md(*, kind: str, subject: str, key_id: str, created_at: str,
         "## 1. With `governance-pipeline` (no database needed)",
         "",
         "```sh",
-        "governance-pipeline verify-bundle . --key PUBLISHED_KEY.pem",
+        "governance-pipeline verify-bundle . --trusted-key PUBLISHED_KEY.pem",
         "```",
         "",
         ("Exit 0: intact. Exit 5: every problem is listed with the file and what is wrong. It "
