@@ -75,7 +75,7 @@ def verify_cmd(state: CliState, run_id: str | None, public_key_path: Path | None
         findings += swept.findings
         summary += f", {len(swept.checks)} sweep checks"
     summary += "".join(f", {n} {action}" for action, n in report.redacted.counts.items() if n)
-    linked = len([e for e in keyring.entries.values() if e.trusted])
+    linked = len(keyring.trusted())
     summary += f"; seals checked against {trusted.describe()}"
     if linked > 1:
         summary += f" and the {linked - 1} key(s) its rotations link to it"

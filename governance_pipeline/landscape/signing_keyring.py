@@ -102,6 +102,10 @@ class SigningKeyring:
     def trusts(self, key_id: str) -> bool:
         return self.public(key_id) is not None
 
+    def trusted(self) -> list[KeyEntry]:
+        """The keys pinned, or linked to a pinned key by rotations (whatever their status)."""
+        return [e for e in self.entries.values() if e.trusted]
+
     def check(self, key_id: str, at: str) -> str | None:
         """None when a signature by ``key_id`` made at ``at`` is acceptable, else why not."""
         found = self.entries.get(key_id)

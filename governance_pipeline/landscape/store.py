@@ -192,8 +192,7 @@ class Landscape:
     def trusted_public_keys(self, anchors: TrustAnchors | None = None) -> list[PublicKey]:
         """Every key the keyring trusts (pinned, or linked to a pinned key by rotations): what a
         checkpoint made before or after a rotation may be signed by."""
-        keyring = self.signing_keyring(anchors=anchors)
-        return [e.public for e in keyring.entries.values() if e.trusted]
+        return [e.public for e in self.signing_keyring(anchors=anchors).trusted()]
 
     def trusted_key(self) -> TrustedKey:
         """The key seals must be made by: the pinned one, never the key file as such."""

@@ -97,6 +97,8 @@ def consistency_proof(conn: Connection, scope: str, old_size: int, new_size: int
     return tlog.consistency_proof(conn, scope, old_size, new_size)
 
 
-def log_verifiers(key: PublicKey, origins: Iterable[str]) -> list[Verifier]:
-    """The note verifiers of the checkpoints ``key`` signs under ``origins``."""
-    return [log_verifier(o, key) for o in sorted(set(origins))]
+def log_verifiers(keys: PublicKey | Iterable[PublicKey], origins: Iterable[str]) -> list[Verifier]:
+    """The note verifiers of the checkpoints ``keys`` (one key, or each of several: a log across
+    a rotation) sign under ``origins``."""
+    keys = [keys] if isinstance(keys, PublicKey) else list(keys)
+    return [log_verifier(o, key) for key in keys for o in sorted(set(origins))]

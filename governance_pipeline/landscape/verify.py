@@ -144,7 +144,7 @@ def verify(landscape: Landscape, run_id: str | None = None, *,
         if run_id != GLOBAL_SCOPE:
             check_anchors(conn, chains, state, run_id)
         if outside is not None:
-            trusted = [e.public for e in keyring.entries.values() if e.trusted]
+            trusted = [e.public for e in keyring.trusted()]
             check_witnessed(conn, scopes, outside, trusted, state, every_scope=run_id is None)
         if run_id is None:
             _check_unowned_records(conn, state)

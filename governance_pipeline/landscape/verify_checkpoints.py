@@ -80,8 +80,8 @@ def check_checkpoints(conn: Connection, scope: str, chain: Chain, keyring: Signi
         return 0
     prefix = prefix if prefix is not None else read_origin_prefix(conn)
     origin = origin_of(prefix, scope) if prefix is not None else None
-    verifiers = ({log_verifier(origin, e.public): e.key_id for e in keyring.entries.values()
-                  if e.trusted} if origin is not None else {})
+    verifiers = ({log_verifier(origin, e.public): e.key_id for e in keyring.trusted()}
+                 if origin is not None else {})
     tree = chain_tree(chain)
     previous: _Signed | None = None
     for row in rows:

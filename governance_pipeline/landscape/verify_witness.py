@@ -118,13 +118,9 @@ def _latest(conn: Connection, scope: str, origin: str,
     if note is None:
         return None
     try:
-        return open_checkpoint(note, _verifiers(trusted, origin), origin)[0]
+        return open_checkpoint(note, tlog_view.log_verifiers(trusted, [origin]), origin)[0]
     except TlogError:
         return None
-
-
-def _verifiers(trusted: Sequence[PublicKey], origin: str) -> list[Verifier]:
-    return [v for k in trusted for v in tlog_view.log_verifiers(k, [origin])]
 
 
 def _roots_at(leaves: Sequence[bytes], sizes: Sequence[int]) -> dict[int, bytes]:
@@ -148,7 +144,7 @@ def _check_one(conn: Connection, scope: str, origin: str, item: Witnessed, witne
     size, root = item.size, item.checkpoint.root_hash
     said = f"the witness recorded size {size} root {_b64(root)}"
     try:
-        open_checkpoint(item.text, _verifiers(trusted, origin), origin)
+        open_checkpoint(item.text, tlog_view.log_verifiers(trusted, [origin]), origin)
     except TlogError as exc:
         ids = ", ".join(k.key_id for k in trusted) or "none"
         state.add(WITNESS, WITNESS, key, f"witnessed checkpoint not signed by a trusted key "

@@ -214,13 +214,9 @@ def _refuse_other_logs(out: Path, prefix: str) -> None:
                 details={"origin": origin, "prefix": prefix})
 
 
-def _verifiers(trusted: Sequence[PublicKey], origin: str) -> list[Verifier]:
-    return [v for key in trusted for v in tlog_view.log_verifiers(key, [origin])]
-
-
 def _opened(note: str, origin: str, scope: str, trusted: Sequence[PublicKey]) -> Checkpoint:
     try:
-        checkpoint, _ = open_checkpoint(note, _verifiers(trusted, origin), origin)
+        checkpoint, _ = open_checkpoint(note, tlog_view.log_verifiers(trusted, [origin]), origin)
     except TlogError as exc:
         ids = ", ".join(k.key_id for k in trusted) or "none"
         raise AuditIntegrityError(f"the latest checkpoint of scope {scope} does not verify with "
@@ -237,7 +233,7 @@ def _check_and_append(conn: Connection, scope: str, note: str, checkpoint: Check
     shown = _b64(root)
     if previous is not None:
         try:  # a file planted in DIR must not steer the witness
-            open_checkpoint(previous.text, _verifiers(trusted, origin), origin)
+            open_checkpoint(previous.text, tlog_view.log_verifiers(trusted, [origin]), origin)
         except TlogError as exc:
             raise AuditIntegrityError(f"{previous.path} is not a checkpoint signed by the trusted "
                                       f"key: {exc.message}", code=WITNESS_FILE_INVALID,
