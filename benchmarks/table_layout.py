@@ -84,7 +84,7 @@ def payload_sizes(count: int) -> None:
     print(f"{count:,} payloads of each size, random content hashes, "
           f"page size {sqlite3.connect(':memory:').execute('PRAGMA page_size').fetchone()[0]}")
     print(f"{'payload':>9} {'rowid + PK index':>17} {'WITHOUT ROWID':>14}  (bytes per payload)")
-    for size in (100, 300, 600, 900, 1200, 2000, 3000, 4000, 6000, 12000):
+    for size in (100, 300, 600, 900, 1000, 1500, 2000, 3000, 4000, 6000, 12000):
         per = []
         for suffix in ("", " WITHOUT ROWID"):
             with closing(sqlite3.connect(":memory:", isolation_level=None)) as db:
