@@ -8,7 +8,7 @@ anything changes (GP-DB-101)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -64,7 +64,7 @@ def _downgrade(engine: Engine, revision: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A head Landscape (SQLite) holding an engine triage run and the synthetic run."""
     root = tmp_path_factory.mktemp("layout")
     data = write_claims(root / "claims.csv", 60, seed=20261204)
@@ -76,7 +76,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     result = Runner.start(landscape, load_pipeline(path), base_dir=path.parent,
                           pipeline_path=path).execute()
     assert result.status.value == "completed", result
-    synthetic = record_synthetic_run(Recorder(landscape)).run_id
+    record_synthetic_run(Recorder(landscape))  # a second scope, with records of every kind
     with landscape.engine.connect() as conn:
         o, later = token_outcomes, token_outcomes.alias("later")
         # Tokens buffered in one chunk and consumed in a later one: two outcomes, one of each kind.
@@ -84,16 +84,16 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             o.c.run_id == result.run_id, o.c.outcome == "buffered",
             o.c.token_id.in_(select(later.c.token_id).where(later.c.is_terminal == 1)))
             .order_by(o.c.token_id)).scalars())
+        assert both, "no token was buffered and then consumed: the run does not exercise 0009"
         forked = conn.execute(select(tokens.c.row_id).where(
             tokens.c.run_id == result.run_id, tokens.c.fork_group_id.is_not(None))
             .order_by(tokens.c.row_id).limit(1)).scalar_one()
         batched = conn.execute(select(tokens.c.row_id).where(tokens.c.token_id == both[0])
                                ).scalar_one()
-    assert both, "no token was buffered and then consumed: the run does not exercise 0009"
     rows = sorted({0, int(forked.rsplit(".r", 1)[1]), int(batched.rsplit(".r", 1)[1])})
     views = {i: explain(landscape, result.run_id, row_index=i).as_dict() for i in rows}
     yield {"landscape": landscape, "keys": root / "keys", "run_id": result.run_id,
-           "synthetic": synthetic, "views": views, "token": both[0],
+           "views": views, "token": both[0],
            "snapshot": _snapshot(landscape.engine)}
     landscape.dispose()
 

@@ -104,8 +104,14 @@ def _pipeline(home: Path, shape: str, rows: int, seed: int) -> Path:
     data = home / f"claims_{shape}_{seed}.csv"
     write_claims(data, rows, seed=seed, malformed=True)
     doc = (ROOT / "examples" / "pipelines" / f"claims_{shape}.yaml").read_text(encoding="utf-8")
-    doc = doc.replace("../data/claims.csv", str(data)).replace("chunk_size: 500", "chunk_size: 40")
-    doc = doc.replace("trigger: {count: 50}", "trigger: {count: 7}")  # drafts across chunks
+    # Small chunks and batches, so batches stay buffered across chunks (and resume restores them).
+    edits = [("../data/claims.csv", str(data)), ("chunk_size: 500", "chunk_size: 40")]
+    if shape == "triage":
+        edits.append(("trigger: {count: 50}", "trigger: {count: 7}"))
+    for old, new in edits:
+        if old not in doc:
+            raise SystemExit(f"examples/pipelines/claims_{shape}.yaml has no {old!r} any more")
+        doc = doc.replace(old, new)
     path = home / f"{shape}_{seed}.yaml"
     path.write_text(doc, encoding="utf-8")
     return path
