@@ -1,0 +1,67 @@
+"""verify hashes rows as driver tuples (``verify_records.record_hasher``): exactly the key and
+hash ``record_key`` / ``record_hash`` give the same row as a mapping, for any value a tampered
+database can hold, and a different hash as soon as one hashed value differs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from governance_pipeline.landscape.schema import LEDGERED
+from governance_pipeline.landscape.verify_records import key_and_hash, record_hasher
+
+# What a cell can hold once a column was retyped or written past its constraints.
+hostile = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(st.characters(exclude_categories=("Cs",)), max_size=6),
+    st.binary(max_size=4), st.just("\u00e9\u4e2d\U0001f600"), st.just(float("nan")))
+TABLES = ("node_states", "nodes", "runs", "token_parents", "calls")
+
+
+def rows_of(name: str, cells: list[list[Any]]) -> list[tuple[Any, ...]]:
+    width = len(LEDGERED[name].hashed_columns)
+    return [tuple((row * width)[:width]) for row in cells]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(hostile, min_size=1, max_size=5), min_size=1, max_size=5))
+def test_tuple_hashing_is_record_key_and_record_hash(cells: list[list[Any]]) -> None:
+    for name in TABLES:
+        spec = LEDGERED[name]
+        rows = rows_of(name, cells)
+        expected = [key_and_hash(spec, dict(zip(spec.hashed_columns, row, strict=True)))
+                    for row in rows]
+        assert record_hasher(spec)(rows) == expected
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.lists(st.one_of(st.integers(-(2**40), 2**40), st.text(max_size=4)),
+                         min_size=1, max_size=4), min_size=1, max_size=4), st.data())
+def test_one_changed_value_changes_the_hash(cells: list[list[Any]], data: st.DataObject) -> None:
+    """The must-reject side: an int where a float was, text where an int was, a value changed."""
+    spec = LEDGERED["node_states"]
+    floats = [spec.hashed_columns.index(c) for c in spec.float_columns]
+    row = tuple(0.25 if n in floats else v for n, v in enumerate(rows_of("node_states", cells)[0]))
+    col = data.draw(st.sampled_from([c for c in spec.hashed_columns
+                                     if c not in spec.key_columns]))
+    i = spec.hashed_columns.index(col)
+    value = row[i]
+    other = (str(value) if isinstance(value, int) else value + "x") \
+        if col not in spec.float_columns else "0.5"
+    changed = (*row[:i], other, *row[i + 1:])
+    before, after = record_hasher(spec)([row, changed])
+    assert before[0] == after[0] and before[1] != after[1]
+
+
+def test_float_column_normalises_ints_the_same_way_on_both_paths() -> None:
+    spec = LEDGERED["node_states"]
+    i = spec.hashed_columns.index("duration_ms")
+    base = tuple(f"v{n}" for n in range(len(spec.hashed_columns)))
+    as_int, as_float = (*base[:i], 3, *base[i + 1:]), (*base[:i], 3.0, *base[i + 1:])
+    mixed = record_hasher(spec)([as_int, as_float])
+    assert mixed[0] == mixed[1] == record_hasher(spec)([as_float])[0]
+    text = (*base[:i], "three", *base[i + 1:])
+    assert record_hasher(spec)([text])[0][1].startswith("unhashable:")
