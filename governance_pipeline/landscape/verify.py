@@ -195,10 +195,11 @@ def _check_payloads(conn: Connection, scope: str, judge: PayloadJudge, *, with_d
         query = select(refs.c.ref, column("content_hash")).select_from(
             refs.outerjoin(payloads, payloads.c.content_hash == refs.c.ref)
         ).where(payloads.c.content_hash.is_(None))
-    for row in conn.execution_options(yield_per=STREAM).execute(query).mappings():
-        if row["content_hash"] is None:
-            judge.state.add(PAYLOAD, "payloads", str(row["ref"]),
-                            "missing: a record of this scope references a payload that is not "
-                            "stored", scope)
-        else:
-            judge.judge(row, scope)
+    result = conn.execution_options(yield_per=STREAM).execute(query)
+    if with_data:
+        judge.judge_all(result, scope)
+        return
+    for row in result.mappings():
+        judge.state.add(PAYLOAD, "payloads", str(row["ref"]),
+                        "missing: a record of this scope references a payload that is not "
+                        "stored", scope)

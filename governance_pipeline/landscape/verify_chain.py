@@ -9,6 +9,8 @@ must be sealed up to its last entry.
 from __future__ import annotations
 
 import zlib
+from itertools import groupby
+from operator import itemgetter
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -42,6 +44,9 @@ def raw_select(table: Table) -> Select[Any]:
 
 _ENTRY_SPEC = LedgerSpec(ledger_entries, ("scope", "seq"), "scope", (), frozenset())
 STREAM = 2_000  # rows fetched per round trip while streaming a table
+#: Ledger entries fetched per round trip: each carries a whole chunk's manifest (hundreds of
+#: KB), so ``STREAM`` of them would hold a large run's every manifest at once.
+ENTRY_STREAM = 8
 
 
 @dataclass
@@ -92,7 +97,7 @@ def check_chain(conn: Connection, scope: str, state: Tally,
     """Check the chain of ``scope``; each entry's manifest items go to ``records``."""
     chain = Chain()
     prev_seq, prev_hash = 0, ledger.GENESIS_HASH
-    result = conn.execution_options(yield_per=STREAM).execute(
+    result = conn.execution_options(yield_per=ENTRY_STREAM).execute(
         raw_select(ledger_entries).where(ledger_entries.c.scope == scope)
         .order_by(ledger_entries.c.seq))
     for entry in result.mappings():
@@ -149,7 +154,36 @@ def _replay_manifest(scope: str, entry: Any, key: str, records: Committer | None
         state.add(CHAIN, "ledger_entries", key,
                   f"manifest lists {len(items)} records but record_count is "
                   f"{entry['record_count']}", scope)
-    by_table: dict[str, list[tuple[str, str]]] = {}
+    groups = _grouped(scope, items)
+    if groups is None:
+        groups = _checked_items(scope, items, key, state)
+    if records is not None:
+        for table, pairs in groups:
+            records.commit(table, pairs)
+
+
+def _grouped(scope: str, items: list[Any]) -> list[tuple[str, list[tuple[str, str]]]] | None:
+    """The items as (table, [(key, hash)]) runs in manifest order when every item is well
+    formed and may be in ``scope`` (the common case, checked a run at a time), else None."""
+    try:
+        groups = [(table, [(record, digest) for _, record, digest in run])
+                  for table, run in groupby(items, itemgetter(0))]
+    except (ValueError, TypeError):
+        return None
+    for table, pairs in groups:
+        if type(table) is not str or table not in LEDGERED or (
+                scope != GLOBAL_SCOPE and LEDGERED[table].scope_column is None):
+            return None
+        if not {type(r) for r, _ in pairs} == {type(d) for _, d in pairs} == {str}:
+            return None
+    return groups
+
+
+def _checked_items(scope: str, items: list[Any], key: str,
+                   state: Tally) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The well-formed items of ``scope``, grouped as ``_grouped`` does; a finding for each
+    other one."""
+    groups: list[tuple[str, list[tuple[str, str]]]] = []
     for item in items:
         if not (len(item) == 3 and type(item[1]) is str and type(item[2]) is str
                 and type(item[0]) is str and item[0] in LEDGERED):
@@ -157,19 +191,16 @@ def _replay_manifest(scope: str, entry: Any, key: str, records: Committer | None
                       scope)
             continue
         table, record, record_hash = item
-        pairs = by_table.get(table)
-        if pairs is None:
-            if scope != GLOBAL_SCOPE and LEDGERED[table].scope_column is None:
-                # Such a record lives in the global scope, whose chain does not commit it.
-                state.add(CHAIN, "ledger_entries", key,
-                          f"manifest commits {table} {record}, which belongs to the global "
-                          "scope", scope, table=table, record=record)
-                continue
-            pairs = by_table[table] = []
-        pairs.append((record, record_hash))
-    if records is not None:
-        for table, pairs in by_table.items():
-            records.commit(table, pairs)
+        if scope != GLOBAL_SCOPE and LEDGERED[table].scope_column is None:
+            # Such a record lives in the global scope, whose chain does not commit it.
+            state.add(CHAIN, "ledger_entries", key,
+                      f"manifest commits {table} {record}, which belongs to the global scope",
+                      scope, table=table, record=record)
+            continue
+        if not groups or groups[-1][0] != table:
+            groups.append((table, []))
+        groups[-1][1].append((record, record_hash))
+    return groups
 
 
 # --- 2. seals -------------------------------------------------------------------------------------
