@@ -32,7 +32,8 @@ def test_tuple_hashing_is_record_key_and_record_hash(cells: list[list[Any]]) -> 
     for name in TABLES:
         spec = LEDGERED[name]
         rows = rows_of(name, cells)
-        expected = [key_and_hash(spec, dict(zip(spec.hashed_columns, row, strict=True)))
+        columns = spec.hashed_columns
+        expected = [(name, *key_and_hash(spec, dict(zip(columns, row, strict=True))))
                     for row in rows]
         assert record_hasher(spec)(rows) == expected
 
@@ -53,7 +54,7 @@ def test_one_changed_value_changes_the_hash(cells: list[list[Any]], data: st.Dat
         if col not in spec.float_columns else "0.5"
     changed = (*row[:i], other, *row[i + 1:])
     before, after = record_hasher(spec)([row, changed])
-    assert before[0] == after[0] and before[1] != after[1]
+    assert before[1] == after[1] and before[2] != after[2]
 
 
 def test_float_column_normalises_ints_the_same_way_on_both_paths() -> None:
@@ -64,4 +65,4 @@ def test_float_column_normalises_ints_the_same_way_on_both_paths() -> None:
     mixed = record_hasher(spec)([as_int, as_float])
     assert mixed[0] == mixed[1] == record_hasher(spec)([as_float])[0]
     text = (*base[:i], "three", *base[i + 1:])
-    assert record_hasher(spec)([text])[0][1].startswith("unhashable:")
+    assert record_hasher(spec)([text])[0][2].startswith("unhashable:")

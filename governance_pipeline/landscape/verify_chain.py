@@ -1,9 +1,9 @@
 """Chain and seal checks of ``verify``: the ledger of one scope, recomputed from its rows.
 
 Every entry hash is recomputed, every link and manifest digest checked, and each manifest's
-items are handed, table by table, to the record check (``verify_records``) as they are read. Every seal must be
-signed by the trusted key over an entry that is still in the chain, and a finished run's chain
-must be sealed up to its last entry.
+items are handed, table by table, to the record check (``verify_records``) as they are read.
+Every seal must be signed by the trusted key over an entry that is still in the chain, and a
+finished run's chain must be sealed up to its last entry.
 """
 
 from __future__ import annotations
@@ -134,9 +134,10 @@ def check_chain(conn: Connection, scope: str, state: Tally,
 
 
 class Committer(Protocol):
-    """Takes the items one entry commits for one table (``verify_records.RecordCheck``)."""
+    """Takes the (table, key, hash) items one entry commits for one table
+    (``verify_records.RecordCheck``)."""
 
-    def commit(self, table: str, items: list[tuple[str, str]]) -> None: ...
+    def commit(self, table: str, items: list[tuple[str, str, str]]) -> None: ...
 
 
 def _replay_manifest(scope: str, entry: Any, key: str, records: Committer | None,
@@ -162,28 +163,32 @@ def _replay_manifest(scope: str, entry: Any, key: str, records: Committer | None
             records.commit(table, pairs)
 
 
-def _grouped(scope: str, items: list[Any]) -> list[tuple[str, list[tuple[str, str]]]] | None:
-    """The items as (table, [(key, hash)]) runs in manifest order when every item is well
-    formed and may be in ``scope`` (the common case, checked a run at a time), else None."""
+_Groups = list[tuple[str, list[tuple[str, str, str]]]]
+
+
+def _grouped(scope: str, items: list[Any]) -> _Groups | None:
+    """The items as runs of one table, in manifest order, when every item is well formed and
+    may be in ``scope`` (the common case, checked a run at a time), else None."""
     try:
-        groups = [(table, [(record, digest) for _, record, digest in run])
-                  for table, run in groupby(items, itemgetter(0))]
-    except (ValueError, TypeError):
+        if not set(map(len, items)) <= {3}:
+            return None
+    except TypeError:  # an item that is no sequence at all
         return None
-    for table, pairs in groups:
+    groups = [(table, list(run)) for table, run in groupby(items, itemgetter(0))]
+    for table, run in groups:
         if type(table) is not str or table not in LEDGERED or (
                 scope != GLOBAL_SCOPE and LEDGERED[table].scope_column is None):
             return None
-        if not {type(r) for r, _ in pairs} == {type(d) for _, d in pairs} == {str}:
+        if not set(map(type, map(itemgetter(1), run))) == set(
+                map(type, map(itemgetter(2), run))) == {str}:
             return None
     return groups
 
 
-def _checked_items(scope: str, items: list[Any], key: str,
-                   state: Tally) -> list[tuple[str, list[tuple[str, str]]]]:
+def _checked_items(scope: str, items: list[Any], key: str, state: Tally) -> _Groups:
     """The well-formed items of ``scope``, grouped as ``_grouped`` does; a finding for each
     other one."""
-    groups: list[tuple[str, list[tuple[str, str]]]] = []
+    groups: _Groups = []
     for item in items:
         if not (len(item) == 3 and type(item[1]) is str and type(item[2]) is str
                 and type(item[0]) is str and item[0] in LEDGERED):
@@ -199,7 +204,7 @@ def _checked_items(scope: str, items: list[Any], key: str,
             continue
         if not groups or groups[-1][0] != table:
             groups.append((table, []))
-        groups[-1][1].append((record, record_hash))
+        groups[-1][1].append((table, record, record_hash))
     return groups
 
 
