@@ -1,16 +1,24 @@
-"""verify hashes rows as driver tuples (``verify_records.record_hasher``): exactly the key and
-hash ``record_key`` / ``record_hash`` give the same row as a mapping, for any value a tampered
-database can hold, and a different hash as soon as one hashed value differs."""
+"""The record check of verify (``verify_records``): rows hashed as driver tuples get exactly the
+key and hash ``record_key`` / ``record_hash`` give the same row as a mapping, for any value a
+tampered database can hold (and a different hash as soon as one hashed value differs); and the
+findings do not depend on how the rows and the manifests that commit them interleave."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from governance_pipeline.landscape import verify_records
+from governance_pipeline.landscape.recorder import Recorder
 from governance_pipeline.landscape.schema import LEDGERED
+from governance_pipeline.landscape.store import Landscape
+from governance_pipeline.landscape.verify import VerifyReport, verify
 from governance_pipeline.landscape.verify_records import key_and_hash, record_hasher
+from governance_pipeline_tests.synthetic import record_synthetic_run
+from governance_pipeline_tests.tamper import raw_connection
 
 # What a cell can hold once a column was retyped or written past its constraints.
 hostile = st.one_of(
@@ -66,3 +74,46 @@ def test_float_column_normalises_ints_the_same_way_on_both_paths() -> None:
     assert mixed[0] == mixed[1] == record_hasher(spec)([as_float])[0]
     text = (*base[:i], "three", *base[i + 1:])
     assert record_hasher(spec)([text])[0][2].startswith("unhashable:")
+
+
+# --- matching by key does not depend on how far the rows run ahead of the manifests ------------
+def _findings(report: VerifyReport) -> set[tuple[str, str, str, str]]:
+    return {(f.check, f.table, f.key, f.message) for f in report.findings}
+
+
+def test_findings_are_the_same_with_every_row_in_flight(
+        landscape: Landscape, db_url: str, recorder: Recorder,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows fetched one at a time and no read-ahead: every key waits for its partner on one side
+    or the other, re-emitted records meet their rows late, and the findings stay the same."""
+    run = record_synthetic_run(recorder)
+    record_synthetic_run(recorder, rows=5, pipeline_name="bystander")
+    other_run = None
+    with raw_connection(db_url) as db:
+        other_run = db.scalar("SELECT run_id FROM runs WHERE run_id <> ?", (run.run_id,))
+        db.execute("UPDATE node_states SET duration_ms = 0.5 WHERE state_id = ?",
+                   (run.state_ids[-1],))
+        db.execute("UPDATE node_states SET status = 'open', output_hash = NULL, duration_ms = "
+                   "NULL, completed_at = NULL WHERE state_id = ?", (run.updated_state_id,))
+        db.execute("DELETE FROM routing_events WHERE event_id = ?", (run.routing_event_ids[1],))
+        db.execute("UPDATE calls SET run_id = ? WHERE call_id = ?",
+                   (other_run, run.state_call_id))
+        db.execute("UPDATE runs SET status = 'failed' WHERE run_id = ?", (run.run_id,))
+    streamed = _findings(verify(landscape, run.run_id))
+    monkeypatch.setattr(verify_records, "STREAM", 1)
+    monkeypatch.setattr(verify_records, "WINDOW", 1)
+    assert _findings(verify(landscape, run.run_id)) == streamed
+    wanted = {("node_states", run.state_ids[-1], "modified"),
+              ("node_states", run.updated_state_id, "modified"),
+              ("routing_events", run.routing_event_ids[1], "deleted"),
+              ("calls", run.state_call_id, "moved"), ("runs", run.run_id, "modified")}
+    assert wanted <= {(t, k, m.split(":")[0]) for c, t, k, m in streamed if c == "record"}
+
+
+def test_an_untouched_run_verifies_clean_with_every_row_in_flight(
+        landscape: Landscape, recorder: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = record_synthetic_run(recorder)
+    monkeypatch.setattr(verify_records, "STREAM", 1)
+    monkeypatch.setattr(verify_records, "WINDOW", 1)
+    report = verify(landscape, run.run_id)
+    assert report.ok, report.findings

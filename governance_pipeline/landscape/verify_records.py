@@ -17,6 +17,7 @@ moved to another scope).
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -128,6 +129,8 @@ def _most_of_table(conn: Connection, spec: LedgerSpec, scope: str) -> bool:
         last = cursor.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0] or 0
         mine = cursor.execute(f"SELECT count(*) FROM {table} WHERE {column} = ?",
                               (scope,)).fetchone()[0]
+    except sqlite3.OperationalError:  # a WITHOUT ROWID table: leave the plan to SQLite
+        return False
     finally:
         cursor.close()
     return mine * 2 >= last
