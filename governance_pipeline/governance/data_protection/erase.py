@@ -45,6 +45,7 @@ from governance_pipeline.landscape.recorder import Recorder
 from governance_pipeline.landscape.schema import (
     GLOBAL_SCOPE,
     calls,
+    compact_states,
     node_states,
     payloads,
     rows,
@@ -130,6 +131,8 @@ def _row_payloads(conn: Connection, run_id: str, row_index: int) -> set[str]:
     states = select(node_states.c.state_id).where(node_states.c.token_id.in_(toks))
     for col in (node_states.c.input_hash, node_states.c.output_hash):
         found.update(conn.execute(select(col).where(node_states.c.token_id.in_(toks))).scalars())
+    found.update(conn.execute(select(compact_states.c.row_hash).where(  # pass-through states
+        compact_states.c.token_id.in_(toks))).scalars())
     for col in (calls.c.request_hash, calls.c.response_hash):
         found.update(conn.execute(select(col).where(calls.c.state_id.in_(states))).scalars())
     found.update(conn.execute(select(token_outcomes.c.error_hash).where(
