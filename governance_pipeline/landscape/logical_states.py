@@ -92,22 +92,23 @@ def _implied(run_id: str | None, token_ids: Sequence[str] | None) -> Select[Any]
                 c.c.policy_snapshot_id, c.c.recorded_at.label("started_at"),
                 c.c.recorded_at.label("completed_at"))
          .join_from(c, n, and_(n.c.run_id == c.c.run_id, _covers(c.c.step_mask, n.c.position))))
-    if run_id is not None:
-        q = q.where(c.c.run_id == run_id)
-    if token_ids is not None:
+    if token_ids is not None:  # token ids are keys: filtering by run too would pick its index
         q = q.where(c.c.token_id.in_(token_ids))
+    elif run_id is not None:
+        q = q.where(c.c.run_id == run_id)
     return q
 
 
 def node_states_view(run_id: str | None = None,
                      token_ids: Sequence[str] | None = None) -> Select[Any]:
-    """Every logical node state (of ``run_id``, of ``token_ids``) with the columns of
-    ``node_states``: the stored rows and those the compact records imply, as one UNION ALL."""
+    """Every logical node state (of ``token_ids`` if given, else of ``run_id``, else of every
+    run) with the columns of ``node_states``: the stored rows and those the compact records
+    imply, as one UNION ALL."""
     stored = select(*node_states.columns)
-    if run_id is not None:
-        stored = stored.where(node_states.c.run_id == run_id)
     if token_ids is not None:
         stored = stored.where(node_states.c.token_id.in_(token_ids))
+    elif run_id is not None:
+        stored = stored.where(node_states.c.run_id == run_id)
     return union_all(stored, _implied(run_id, token_ids))  # type: ignore[return-value]
 
 
@@ -157,10 +158,11 @@ def read_trail(conn: Connection, run_id: str,
     edge_rows = {r.edge_id: r for r in conn.execute(
         select(edges.c.edge_id, edges.c.from_node_id, edges.c.to_node_id, edges.c.label)
         .where(edges.c.run_id == run_id))}
+    which = (routing_events.c.run_id == run_id if token_ids is None
+             else routing_events.c.state_id.in_(seen))
     stored = [RoutingEvent.from_row(r) for r in conn.execute(
-        select(routing_events).where(routing_events.c.run_id == run_id,
-                                     routing_events.c.state_id.in_(seen))
-        .order_by(routing_events.c.event_id)).mappings()] if seen else []
+        select(routing_events).where(which).order_by(routing_events.c.event_id)).mappings()
+              if r["state_id"] in seen]
     routed = {e.state_id for e in stored}
     defaults = {e.from_node_id: e for e in edge_rows.values() if e.label == DEFAULT_EDGE_LABEL}
     events = list(stored)
