@@ -237,3 +237,13 @@ def test_tampering_with_compact_records_fails_verify(linear: LinearRun, db_url: 
                                                                    run_id).findings
     for expect in expected:
         assert _found(findings, expect), (expect, findings)
+
+
+def test_a_compact_step_without_a_node_is_a_sweep_finding(linear: LinearRun, db_url: str) -> None:
+    assert sweep(linear.landscape, linear.run_id).by_check("compact_state_conflicts") == []
+    with raw_connection(db_url) as db:
+        token, mask, _ = _first_compact(db, linear.run_id)
+        db.execute("UPDATE compact_states SET step_mask = ? WHERE token_id = ? AND step_mask = ?",
+                   (mask | 1 << 40, token, mask))
+    (finding,) = sweep(linear.landscape, linear.run_id).by_check("compact_state_conflicts")
+    assert finding.key == _key(token, mask | 1 << 40) and "no node" in finding.message

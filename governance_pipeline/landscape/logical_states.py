@@ -78,7 +78,8 @@ def _covers(mask: ColumnElement[Any], position: ColumnElement[Any]) -> ColumnEle
     return mask.op("&")(bit) != 0
 
 
-def _implied(run_id: str | None, token_ids: Sequence[str] | None) -> Select[Any]:
+def _implied(run_id: str | None, token_ids: Sequence[str] | None,
+             node_type: NodeType | None) -> Select[Any]:
     c, n = compact_states, nodes
     gate_context = case((n.c.node_type == NodeType.GATE.value,
                          literal_column(f"'{DEFAULT_ROUTE_REASON}'")), else_=null())
@@ -96,20 +97,26 @@ def _implied(run_id: str | None, token_ids: Sequence[str] | None) -> Select[Any]
         q = q.where(c.c.token_id.in_(token_ids))
     elif run_id is not None:
         q = q.where(c.c.run_id == run_id)
+    if node_type is not None:
+        q = q.where(n.c.node_type == node_type.value)
     return q
 
 
-def node_states_view(run_id: str | None = None,
-                     token_ids: Sequence[str] | None = None) -> Select[Any]:
+def node_states_view(run_id: str | None = None, token_ids: Sequence[str] | None = None, *,
+                     node_type: NodeType | None = None) -> Select[Any]:
     """Every logical node state (of ``token_ids`` if given, else of ``run_id``, else of every
-    run) with the columns of ``node_states``: the stored rows and those the compact records
-    imply, as one UNION ALL."""
+    run; only at nodes of ``node_type`` if given) with the columns of ``node_states``: the
+    stored rows and those the compact records imply, as one UNION ALL."""
     stored = select(*node_states.columns)
+    if node_type is not None:
+        stored = stored.join_from(node_states, nodes, and_(
+            nodes.c.run_id == node_states.c.run_id, nodes.c.node_id == node_states.c.node_id)
+        ).where(nodes.c.node_type == node_type.value)
     if token_ids is not None:
         stored = stored.where(node_states.c.token_id.in_(token_ids))
     elif run_id is not None:
         stored = stored.where(node_states.c.run_id == run_id)
-    return union_all(stored, _implied(run_id, token_ids))  # type: ignore[return-value]
+    return union_all(stored, _implied(run_id, token_ids, node_type))  # type: ignore[return-value]
 
 
 def state_exists(token_id: ColumnElement[Any], node_id: ColumnElement[Any],
@@ -189,22 +196,30 @@ def compact_state_conflicts(conn: Connection, run_id: str | None) -> list[Findin
     state is also stored in ``node_states`` (one logical state given twice)."""
     c, n, ns = compact_states, nodes, node_states
     spec = LEDGERED["compact_states"]
-    covered = (select(func.coalesce(func.sum(cast(literal_column("1"), BigInteger)
-                                             .op("<<")(n.c.position)), 0))
-               .where(n.c.run_id == c.c.run_id, _covers(c.c.step_mask, n.c.position))
-               .scalar_subquery())
-    unknown = select(c.c.token_id, c.c.step_mask, c.c.run_id).where(c.c.step_mask != covered)
-    twice = (select(c.c.token_id, c.c.step_mask, c.c.run_id, n.c.node_id)
-             .join_from(c, n, and_(n.c.run_id == c.c.run_id, _covers(c.c.step_mask, n.c.position)))
-             .join(ns, and_(ns.c.token_id == c.c.token_id, ns.c.node_id == n.c.node_id)))
+    masks = select(n.c.run_id, n.c.position)
     if run_id is not None:
-        unknown, twice = unknown.where(c.c.run_id == run_id), twice.where(c.c.run_id == run_id)
-    findings = [Finding("compact_state_conflicts", "compact_states",
-                        ledger.record_key(spec, row._mapping),
-                        f"compact record of token {row.token_id} names steps "
-                        f"(mask {row.step_mask}) at which the run has no node", scope=row.run_id,
-                        extra={"token_id": row.token_id, "step_mask": row.step_mask})
-                for row in conn.execute(unknown.order_by(c.c.run_id, c.c.token_id))]
+        masks = masks.where(n.c.run_id == run_id)
+    known: dict[str, int] = {}
+    for run, position in conn.execute(masks):
+        known[run] = known.get(run, 0) | 1 << position
+    findings = []
+    for run, mask in sorted(known.items()):  # one scan per run of what lies outside its nodes
+        outside = (1 << 63) - 1 & ~mask
+        q = (select(c.c.token_id, c.c.step_mask, c.c.run_id)
+             .where(c.c.run_id == run, c.c.step_mask.op("&")(outside) != 0)
+             .order_by(c.c.token_id))
+        findings += [Finding("compact_state_conflicts", "compact_states",
+                             ledger.record_key(spec, row._mapping),
+                             f"compact record of token {row.token_id} names steps "
+                             f"(mask {row.step_mask}) at which the run has no node",
+                             scope=row.run_id,
+                             extra={"token_id": row.token_id, "step_mask": row.step_mask})
+                     for row in conn.execute(q)]
+    twice = (select(c.c.token_id, c.c.step_mask, c.c.run_id, ns.c.node_id)
+             .join_from(ns, c, and_(c.c.token_id == ns.c.token_id,
+                                    _covers(c.c.step_mask, ns.c.step_index))))
+    if run_id is not None:
+        twice = twice.where(ns.c.run_id == run_id)
     findings += [Finding("compact_state_conflicts", "compact_states",
                          ledger.record_key(spec, row._mapping),
                          f"the state of token {row.token_id} at node {row.node_id!r} is stored "

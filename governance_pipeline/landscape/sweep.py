@@ -35,7 +35,6 @@ from governance_pipeline.landscape.schema import (
     batches,
     calls,
     node_states,
-    nodes,
     runs,
     token_outcomes,
     token_parents,
@@ -174,7 +173,7 @@ def completed_outcome_without_sink_state(conn: Connection, run_id: str | None) -
 def sink_state_without_matching_outcome(conn: Connection, run_id: str | None) -> list[Finding]:
     """A completed state at a sink node must be backed by a completed/routed/diverted/quarantined
     outcome naming that sink."""
-    ns, n = logical_states.node_states_view(run_id).subquery("ns"), nodes
+    ns = logical_states.node_states_view(run_id, node_type=NodeType.SINK).subquery("ns")
     o = token_outcomes.alias("sink_outcome")
     matched = exists().where(o.c.token_id == ns.c.token_id, o.c.outcome.in_(_SINK_OUTCOMES),
                              o.c.sink_name == ns.c.node_id)
@@ -184,9 +183,7 @@ def sink_state_without_matching_outcome(conn: Connection, run_id: str | None) ->
               .scalar_subquery())
     q = (select(ns.c.state_id, ns.c.run_id, ns.c.token_id, ns.c.node_id,
                 actual.label("terminal_outcome"))
-         .join_from(ns, n, and_(n.c.run_id == ns.c.run_id, n.c.node_id == ns.c.node_id))
-         .where(n.c.node_type == NodeType.SINK.value,
-                ns.c.status == NodeStateStatus.COMPLETED.value, ~matched)
+         .where(ns.c.status == NodeStateStatus.COMPLETED.value, ~matched)
          .order_by(ns.c.run_id, ns.c.token_id, ns.c.state_id))
     return [Finding("sink_state_without_matching_outcome", "node_states", row.state_id,
                     f"token {row.token_id} completed at sink {row.node_id!r} but its terminal "
