@@ -240,10 +240,17 @@ def _trail(ls: Landscape, run_id: str) -> dict[str, Any]:
         stored = {t.name: conn.execute(select(func.count()).where(t.c.run_id == run_id))
                   .scalar_one() for t in (node_states, compact_states, routing_events)}
     strip = len(run_id)
+
+    def context(text: str | None) -> str | None:
+        """Which facts a context records, not their values: coalesce arrivals and batch flushes
+        carry wall-clock timings, and a context names tokens by ids that contain the run id."""
+        return None if text is None else ",".join(sorted(json.loads(text)))
+
     states = sorted((s.state_id[strip:], s.status.value, s.input_hash, s.output_hash,
-                     s.context_after, s.error_json) for s in trail.states)
+                     context(s.context_after), s.error_json) for s in trail.states)
     routes = sorted((r.event.event_id[strip:], r.label, r.event.reason_json)
                     for r in trail.routes)
+    states = [(*s[:5], None if s[5] is None else s[5].replace(run_id, "")) for s in states]
     return {"states": states, "routes": routes, "stored": stored}
 
 
