@@ -19,7 +19,6 @@ from governance_pipeline.contracts.records import (
     InflectionPoint,
     NodeState,
     PolicyDecision,
-    RoutingEvent,
     SourceRow,
     Token,
     TokenOutcome,
@@ -30,17 +29,15 @@ from governance_pipeline.landscape.code_manifest import (
     manifest_hash,
     stored_identities,
 )
+from governance_pipeline.landscape.logical_states import read_trail
 from governance_pipeline.landscape.payloads import PayloadRedacted, load_payload, protection_of
 from governance_pipeline.landscape.queries import Source, get_run, reading
 from governance_pipeline.landscape.sealing import PayloadProtection
 from governance_pipeline.landscape.schema import (
     batches,
     calls,
-    edges,
     inflection_points,
-    node_states,
     policy_decisions,
-    routing_events,
     rows,
     token_outcomes,
     token_parents,
@@ -193,19 +190,11 @@ def _token_views(conn: Connection, run_id: str, row_id: str, focus: str | None,
                          .where(or_(token_parents.c.token_id.in_(ids),
                                     token_parents.c.parent_token_id.in_(ids)))
                          .order_by(token_parents.c.ordinal)).all()
-    states = [NodeState.from_row(r) for r in conn.execute(
-        select(node_states).where(node_states.c.token_id.in_(ids))
-        .order_by(node_states.c.step_index, node_states.c.state_id)).mappings()]
+    trail = read_trail(conn, run_id, ids)  # logical states and routes, however stored
+    states = trail.states
     state_ids = [s.state_id for s in states]
     call_rows = [Call.from_row(r) for r in conn.execute(
         select(calls).where(calls.c.state_id.in_(state_ids)).order_by(calls.c.call_id)).mappings()]
-    route_rows = conn.execute(
-        select(routing_events, edges.c.to_node_id, edges.c.label)
-        .join(edges, edges.c.edge_id == routing_events.c.edge_id)
-        .where(routing_events.c.state_id.in_(state_ids))
-        .order_by(routing_events.c.event_id)).mappings().all()
-    for r in route_rows:  # Tier-1: the routing columns are validated like any other read
-        RoutingEvent.from_row(r)
     outcomes = [TokenOutcome.from_row(r) for r in conn.execute(
         select(token_outcomes).where(token_outcomes.c.token_id.in_(ids))
         .order_by(token_outcomes.c.is_terminal, token_outcomes.c.outcome_id)).mappings()]
@@ -229,9 +218,9 @@ def _token_views(conn: Connection, run_id: str, row_id: str, focus: str | None,
                        "response": _payload_view(conn, c.response_hash, protection),
                        "error": _json(c.error_json)}
                       for c in call_rows if c.state_id == s.state_id]
-            troute = [{"to": r["to_node_id"], "label": r["label"], "mode": r["mode"],
-                       "reason": _json(r["reason_json"])}
-                      for r in route_rows if r["state_id"] == s.state_id]
+            troute = [{"to": r.to_node_id, "label": r.label, "mode": r.event.mode.value,
+                       "reason": _json(r.event.reason_json)}
+                      for r in trail.routes if r.event.state_id == s.state_id]
             tstates.append(StateView(s, tcalls, troute, _written(conn, s, protection)))
         touts = [o for o in outcomes if o.token_id == tok.token_id]
         errors = [_payload_view(conn, o.error_hash, protection) for o in touts if o.error_hash]
