@@ -127,7 +127,8 @@ def _row_payloads(conn: Connection, run_id: str, row_index: int) -> set[str]:
         raise NotFoundError(f"no {what} in this Landscape", code=ERASE_ROW_UNKNOWN,
                             details={"run_id": run_id, "row_index": row_index})
     found = {row.source_data_hash}
-    toks = select(tokens.c.token_id).where(tokens.c.run_id == run_id, tokens.c.row_id == row.row_id)
+    toks = select(tokens.c.token_id).where(tokens.c.run_id == run_id,
+                                           tokens.c.row_id == row.row_id)
     states = select(node_states.c.state_id).where(node_states.c.token_id.in_(toks))
     for col in (node_states.c.input_hash, node_states.c.output_hash):
         found.update(conn.execute(select(col).where(node_states.c.token_id.in_(toks))).scalars())
