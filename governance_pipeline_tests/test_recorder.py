@@ -632,7 +632,7 @@ def test_rows_manifest_equals_record_key_and_record_hash(cells: list[tuple]) -> 
             rows.append(tuple(values[c] for c in columns))
         expected = [(name, ledger.record_key(spec, dict(zip(columns, r))),
                      ledger.record_hash(spec, dict(zip(columns, r)))) for r in rows]
-        assert ledger.rows_manifest(spec, columns)(rows) == expected
+        assert ledger.items_of([ledger.rows_manifest(spec, columns)(rows)]) == expected
 
 
 # --- compare-and-set: update(expect=...) and guard(...) ---------------------------------------

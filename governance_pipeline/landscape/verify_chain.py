@@ -8,8 +8,6 @@ must be sealed up to its last entry.
 
 from __future__ import annotations
 
-import hashlib
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,12 +128,10 @@ def check_chain(conn: Connection, scope: str, state: Tally) -> Chain:
 
 def _replay_manifest(scope: str, entry: Any, key: str, chain: Chain, state: Tally) -> None:
     try:
-        raw = zlib.decompress(bytes(entry["manifest"]))
-        items = orjson.loads(raw)
-    except (zlib.error, orjson.JSONDecodeError) as exc:
+        items, digest = ledger.decode_manifest(entry["manifest"])
+    except ledger.ManifestError as exc:
         state.add(CHAIN, "ledger_entries", key, f"manifest unreadable: {exc}", scope)
         return
-    digest = hashlib.sha256(raw).hexdigest()
     if digest != entry["records_digest"]:
         state.add(CHAIN, "ledger_entries", key,
                   "manifest altered: its digest differs from the committed records_digest",
@@ -148,7 +144,7 @@ def _replay_manifest(scope: str, entry: Any, key: str, chain: Chain, state: Tall
         if not isinstance(items, list):
             return
     for item in items:
-        if not (isinstance(item, list) and len(item) == 3 and item[0] in LEDGERED
+        if not (isinstance(item, tuple) and len(item) == 3 and item[0] in LEDGERED
                 and all(isinstance(part, str) for part in item)):
             state.add(CHAIN, "ledger_entries", key, f"manifest item malformed: {item!r:.120}",
                       scope)
