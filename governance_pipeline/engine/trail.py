@@ -3,8 +3,8 @@
 Every executor records through a ``Trail``: rows, tokens, node states, outcomes, calls and
 routing events. Node-state timestamps are the chunk's timestamp (the unit's ``now``); each
 state's own cost is its ``duration_ms``, measured with a monotonic counter. Rows, tokens, parent
-links, outcomes and calls go to the unit as rows (``UnitOfWork.add_row``): the engine builds them
-itself, and their invariants are their tables' constraints, checked when the unit commits.
+links and outcomes go to the unit as rows (``UnitOfWork.add_row``): the engine builds them itself,
+and their invariants are their tables' constraints, checked when the unit commits.
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ class Trail:
             if subject is not None:
                 self.uow.inherit_subject(request, subject)
                 self.uow.inherit_subject(response, subject)
-            self.uow.add_row(Call, (
+            self.uow.add(Call(
                 ids.call_id(state, i), self.run_id, state, None, i, call.call_type,
                 CallStatus.SUCCESS if ok else CallStatus.ERROR, request, response,
                 None if ok else dumps(call.error), call.latency_ms, call.cost, self.now))

@@ -123,7 +123,7 @@ def _rows_manifest(spec: LedgerSpec, columns: tuple[str, ...]) -> RowsManifest:
 
 
 # --- the manifest's stored form -------------------------------------------------------------------
-# Format 2, byte by byte (docs/landscape.md, "Manifest"):
+# Format 2, byte by byte (docs/landscape.md, "The manifest"):
 #   magic        4 bytes   b"GPM\x02"
 #   sections     u16 BE    S, then S times: u8 name length, the table name (ASCII),
 #                          u32 BE record count

@@ -64,6 +64,8 @@ class _Layout:
     manifest: ledger.RowsManifest
     #: The record's fields are its table's columns in order: its constructor's arguments are a row.
     in_column_order: bool
+    #: For token outcomes: where a row holds token_id, is_terminal and outcome.
+    terminal_at: tuple[int, int, int] | None
 
     def with_flags(self, row: Row) -> Row:
         cells = list(row)
@@ -92,7 +94,9 @@ def _layout(cls: type[AuditRecord]) -> _Layout:
     flags = tuple(i for i, c in enumerate(columns) if hints[c] in (bool, bool | None))
     scope_at = columns.index(spec.scope_column) if spec.scope_column else None
     layout = _Layout(spec.name, columns, attrgetter(*columns), flags, scope_at,
-                     ledger.rows_manifest(spec, columns), names == columns)
+                     ledger.rows_manifest(spec, columns), names == columns,
+                     tuple(map(columns.index, ("token_id", "is_terminal", "outcome")))
+                     if cls is TokenOutcome else None)
     _LAYOUTS[cls] = layout
     return layout
 
@@ -133,14 +137,8 @@ class UnitOfWork:
             raise AuditIntegrityError(
                 f"{cls.__name__} belongs to scope {scope}, not to this unit's scope {self.scope}",
                 details={"scope": self.scope, "record_scope": scope})
-        if cls is TokenOutcome and record.is_terminal:  # type: ignore[attr-defined]
-            token_id = record.token_id  # type: ignore[attr-defined]
-            if token_id in self._terminal:
-                kind = record.outcome  # type: ignore[attr-defined]
-                raise AuditIntegrityError(
-                    f"token {token_id} given a second terminal outcome ({kind})",
-                    details={"token_id": token_id})
-            self._terminal.add(token_id)
+        if layout.terminal_at is not None:
+            self._one_terminal(layout.terminal_at, row)
         rows = self._rows.get(layout.table)
         if rows is None:
             rows = self._rows[layout.table] = []
@@ -151,10 +149,10 @@ class UnitOfWork:
         """Add a record the engine built itself, given as ``cls``'s constructor arguments.
 
         The record object is not built and its ``__post_init__`` not run: every invariant it
-        checks is also a constraint of its table (CHECKs, the one-terminal-outcome unique index),
-        enforced when the unit commits, where a violation discards the whole unit as
-        ``AuditIntegrityError``. The scope is still checked here, since no constraint knows it.
-        Records of external input go through ``add``.
+        checks is also a CHECK constraint of its table, enforced when the unit commits, where a
+        violation discards the whole unit as ``AuditIntegrityError``. The scope (which no
+        constraint knows) and one terminal outcome per token are still checked here, as ``add``
+        checks them. Records of external input go through ``add``.
         """
         layout = _LAYOUTS.get(cls) or _layout(cls)
         if not layout.in_column_order:
@@ -166,11 +164,25 @@ class UnitOfWork:
                 f"{cls.__name__} belongs to scope {row[layout.scope_at]}, not to this unit's "
                 f"scope {self.scope}", details={"scope": self.scope,
                                                 "record_scope": row[layout.scope_at]})
+        if layout.terminal_at is not None:
+            self._one_terminal(layout.terminal_at, row)
         rows = self._rows.get(layout.table)
         if rows is None:
             rows = self._rows[layout.table] = []
             self._manifest[layout.table] = layout.manifest
         rows.append(row)
+
+    def _one_terminal(self, at: tuple[int, int, int], row: Row) -> None:
+        """One terminal outcome per token: checked here and by a partial unique index."""
+        token_at, terminal_at, outcome_at = at
+        if not row[terminal_at]:
+            return
+        token_id = row[token_at]
+        if token_id in self._terminal:
+            raise AuditIntegrityError(
+                f"token {token_id} given a second terminal outcome ({row[outcome_at]})",
+                details={"token_id": token_id})
+        self._terminal.add(token_id)
 
     def add_all(self, records: Iterable[AuditRecord]) -> None:
         for record in records:
