@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -62,9 +63,14 @@ def main(argv: list[str] | None = None) -> int:
                "2026-01-01T00:00:00.000000Z") for i in range(n)]
     manifest = ledger.rows_manifest(spec, columns)
     t0 = time.perf_counter()
-    manifest(states)
+    section = manifest(states)
     print(f"ledger record hash + key, node-state row:  "
           f"{(time.perf_counter() - t0) / n * 1e6:6.2f} us")
+    t0 = time.perf_counter()
+    blob, _ = ledger.encode_sections([section])
+    print(f"manifest encoding (format 2), per record:  "
+          f"{(time.perf_counter() - t0) / n * 1e6:6.2f} us, {len(blob) / n:5.1f} B")
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 
 

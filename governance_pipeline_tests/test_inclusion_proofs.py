@@ -4,6 +4,8 @@ the checkpoint does not cover cannot be proven."""
 
 from __future__ import annotations
 
+import base64
+
 import copy
 import json
 from collections.abc import Callable
@@ -115,8 +117,24 @@ def _swap_column_names(proof: Proof) -> None:
     columns[1], columns[2] = columns[2], columns[1]
 
 
+def _manifest_bytes(proof: Proof) -> bytearray:
+    assert proof["entry"]["manifest_format"] == 2
+    return bytearray(base64.b64decode(proof["entry"]["manifest"]))
+
+
 def _edit_manifest(proof: Proof) -> None:
-    proof["entry"]["manifest"] = proof["entry"]["manifest"].replace('"node_states"', '"nodes"', 1)
+    """One bit of the last record digest flipped: the manifest still parses."""
+    blob = _manifest_bytes(proof)
+    blob[-1] ^= 1
+    proof["entry"]["manifest"] = base64.b64encode(blob).decode()
+
+
+def _truncate_manifest(proof: Proof) -> None:
+    proof["entry"]["manifest"] = base64.b64encode(_manifest_bytes(proof)[:-5]).decode()
+
+
+def _relabel_manifest(proof: Proof) -> None:
+    proof["entry"]["manifest_format"] = 1  # the base64 read as a format-1 JSON text
 
 
 def _cut_inside(proof: Proof) -> None:
@@ -148,6 +166,8 @@ ALTERATIONS: dict[str, tuple[Callable[[Proof], None], str]] = {
     "record value and hash edited": (_edit_value_and_hash, "commits another version"),
     "column names swapped": (_swap_column_names, "record columns do not match"),
     "manifest edited": (_edit_manifest, "does not hash to its records_digest"),
+    "manifest truncated": (_truncate_manifest, "unreadable"),
+    "manifest format relabelled": (_relabel_manifest, "unreadable"),
     "chain cut inside": (_cut_inside, "chain broken"),
     "chain cut at the head": (_cut_tail, "chain ends at seq"),
     "later entry edited": (_edit_entry_time, "altered: its content does not hash"),

@@ -5,6 +5,7 @@ Every assertion about what was (or was not) written reads the real tables back.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -249,6 +250,50 @@ def test_two_terminal_outcomes_for_one_token_in_one_unit_are_refused(recorder: R
                 uow.add(outcome(run_id, token.token_id, Outcome.COMPLETED, uow.now))
                 uow.add(outcome(run_id, token.token_id, Outcome.QUARANTINED, uow.now))
     assert statements == []
+    assert run_table_counts(ls, run_id)["token_outcomes"] == 0
+    assert entries(ls, run_id) == before_entries
+
+
+def _fields(record: Any) -> tuple[Any, ...]:
+    return tuple(getattr(record, f.name) for f in dataclasses.fields(record))
+
+
+def test_add_row_stores_what_add_stores(recorder: Recorder) -> None:
+    """Engine-built records as rows: the same rows, the same manifest as through ``add``."""
+    run_id = start_run(recorder)
+    via_add, via_rows = UnitOfWork(run_id, "t"), UnitOfWork(run_id, "t")
+    token = add_row(via_add, run_id, 0)
+    done = outcome(run_id, token.token_id, Outcome.COMPLETED, "t")
+    via_add.add(done)
+    for record in via_add.pending_rows().get("rows", []):
+        via_rows.add_row(SourceRow, record)
+    via_rows.add_row(Token, _fields(token))
+    via_rows.add_row(TokenOutcome, _fields(done))
+    assert via_rows.pending_rows() == via_add.pending_rows()
+    assert via_rows._insert_manifest() == via_add._insert_manifest()
+
+
+def test_add_row_refuses_another_scope_and_a_second_terminal_outcome(recorder: Recorder) -> None:
+    run_id = start_run(recorder)
+    uow = UnitOfWork(run_id, "t")
+    with pytest.raises(AuditIntegrityError, match="belongs to scope"):
+        uow.add_row(Token, ("tok_1", "run_other", "row_1", None, None, None, None, "t"))
+    first = outcome(run_id, "tok_1", Outcome.COMPLETED, "t")
+    uow.add_row(TokenOutcome, _fields(first))
+    with pytest.raises(AuditIntegrityError, match="second terminal outcome"):
+        uow.add_row(TokenOutcome, _fields(outcome(run_id, "tok_1", Outcome.FAILED, "t")))
+
+
+def test_a_row_breaking_a_check_is_refused_by_the_database(recorder: Recorder) -> None:
+    """add_row skips __post_init__: the table's CHECK refuses the same outcome at commit."""
+    ls = recorder.landscape
+    run_id = start_run(recorder)
+    before_entries = entries(ls, run_id)
+    with pytest.raises(AuditIntegrityError, match="refused the audit transaction"):
+        with recorder.unit(run_id) as uow:
+            token = add_row(uow, run_id, 0)
+            uow.add_row(TokenOutcome, (new_id("out_"), run_id, token.token_id, Outcome.COMPLETED,
+                                       True, None, None, None, None, None, None, None, uow.now))
     assert run_table_counts(ls, run_id)["token_outcomes"] == 0
     assert entries(ls, run_id) == before_entries
 
@@ -632,7 +677,7 @@ def test_rows_manifest_equals_record_key_and_record_hash(cells: list[tuple]) -> 
             rows.append(tuple(values[c] for c in columns))
         expected = [(name, ledger.record_key(spec, dict(zip(columns, r))),
                      ledger.record_hash(spec, dict(zip(columns, r)))) for r in rows]
-        assert ledger.rows_manifest(spec, columns)(rows) == expected
+        assert ledger.items_of([ledger.rows_manifest(spec, columns)(rows)]) == expected
 
 
 # --- compare-and-set: update(expect=...) and guard(...) ---------------------------------------

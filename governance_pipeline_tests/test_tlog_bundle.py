@@ -4,7 +4,7 @@ record, the checkpoints and the log's vkey, as subjects of the manifest and the 
 
 ``TestIndependentCheck`` verifies one proof of a real bundle with code written here from the
 specs (signed-note, tlog-checkpoint, tlog-proof, RFC 6962 §2.1.1 and docs/evidence.md for the
-leaf), importing nothing of ours: only hashlib, base64, json, rfc8785 and cryptography.
+leaf), importing nothing of ours: only hashlib, base64, json, zlib, rfc8785 and cryptography.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import shutil
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -276,6 +277,26 @@ def spec_root_from_path(leaf: bytes, index: int, size: int, path: list[bytes]) -
     return walk(index, size, path)
 
 
+def spec_manifest(data: bytes) -> list[list[str]]:
+    """[table, key, record_hash hex] items of a format-2 manifest, as docs/landscape.md lays it
+    out byte by byte."""
+    assert data[:4] == b"GPM\x02"
+    sections, at = int.from_bytes(data[4:6], "big"), 6
+    tables = []
+    for _ in range(sections):
+        size = data[at]
+        tables.append((data[at + 1:at + 1 + size].decode("ascii"),
+                       int.from_bytes(data[at + 1 + size:at + 5 + size], "big")))
+        at += 5 + size
+    size = int.from_bytes(data[at:at + 4], "big")
+    keys = json.loads(zlib.decompress(data[at + 4:at + 4 + size]))
+    digests = data[at + 4 + size:]
+    assert len(keys) == sum(n for _, n in tables) and len(digests) == 32 * len(keys)
+    names = [name for name, n in tables for _ in range(n)]
+    return [[name, key, digests[32 * i:32 * i + 32].hex()]
+            for i, (name, key) in enumerate(zip(names, keys))]
+
+
 def spec_check(proof_text: str, vkeys: list[str]) -> bool:
     head, _, note = proof_text.partition("\n\n")
     lines = head.split("\n")
@@ -289,9 +310,12 @@ def spec_check(proof_text: str, vkeys: list[str]) -> bool:
     # The leaf, as docs/evidence.md defines it from the extra.
     record, entry = extra["record"], extra["entry"]
     record_hash = hashlib.sha256(orjson.dumps([record["table"], *record["values"]])).hexdigest()
-    items = json.loads(extra["manifest"])
+    assert extra["manifest_format"] == 2
+    manifest = base64.b64decode(extra["manifest"])
+    items = spec_manifest(manifest)
+    assert len(items) == entry["record_count"]
     assert [i for i in items if i[:2] == [record["table"], record["key"]]][-1][2] == record_hash
-    assert hashlib.sha256(extra["manifest"].encode()).hexdigest() == entry["records_digest"]
+    assert hashlib.sha256(manifest).hexdigest() == entry["records_digest"]
     header = {k: entry[k] for k in ("seq", "prev_hash", "records_digest", "record_count",
                                     "created_at")}
     entry_hash = hashlib.sha256(rfc8785.dumps({"v": 1, "scope": extra["scope"], **header}))

@@ -197,6 +197,25 @@ def edit_manifest(db: RawDB, run: SyntheticRun) -> Expect:
     return Expect("chain", "ledger_entries", entry_key(run.run_id, 3), "manifest altered")
 
 
+def truncate_manifest(db: RawDB, run: SyntheticRun) -> Expect:
+    blob = bytes(db.scalar("SELECT manifest FROM ledger_entries WHERE scope = ? AND seq = 3",
+                           (run.run_id,)))
+    db.execute("UPDATE ledger_entries SET manifest = ? WHERE scope = ? AND seq = 3",
+               (blob[:-7], run.run_id))
+    return Expect("chain", "ledger_entries", entry_key(run.run_id, 3), "manifest unreadable")
+
+
+def alter_manifest_bytes(db: RawDB, run: SyntheticRun) -> Expect:
+    """A record count in the binary manifest raised: its digests no longer fill it."""
+    blob = bytearray(db.scalar("SELECT manifest FROM ledger_entries WHERE scope = ? AND seq = 3",
+                               (run.run_id,)))
+    name_size = blob[6]
+    blob[6 + 1 + name_size + 3] += 1  # low byte of the first section's u32 record count
+    db.execute("UPDATE ledger_entries SET manifest = ? WHERE scope = ? AND seq = 3",
+               (bytes(blob), run.run_id))
+    return Expect("chain", "ledger_entries", entry_key(run.run_id, 3), "manifest unreadable")
+
+
 def forge_signature(db: RawDB, run: SyntheticRun) -> Expect:
     (seal_id,) = seal_ids(db, run.run_id)
     db.execute("UPDATE ledger_seals SET signature = ? WHERE seal_id = ?",
@@ -262,6 +281,7 @@ TAMPERS: list[Tamper] = [
     edit_node_state, edit_updated_node_state, edit_token_outcome, edit_run,
     delete_routing_event, delete_source_row, delete_batch_member, insert_node_state,
     move_record_to_other_run, reorder_entries, move_entry_to_other_scope, edit_manifest,
+    truncate_manifest, alter_manifest_bytes,
     forge_signature, resign_claiming_own_key_id, resign_keeping_key_id, truncate_chain,
     delete_seal, append_after_seal, corrupt_payload, corrupt_quarantined_payload, delete_payload,
 ]

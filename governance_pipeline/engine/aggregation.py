@@ -105,7 +105,7 @@ class _Buffer:
         trail.uow.add(Batch(batch.batch_id, trail.run_id, self.node.id, 0, BatchStatus.DRAFT,
                             None, None, None, trail.now, None))
         for ordinal, work in enumerate(batch.members):
-            trail.uow.add(BatchMember(batch.batch_id, work.token_id, trail.run_id, ordinal))
+            trail.uow.add_row(BatchMember, (batch.batch_id, work.token_id, trail.run_id, ordinal))
             trail.state(work, self.node.id, NodeStateStatus.OPEN, duration_ms=0.0)
             trail.outcome(work.token_id, Outcome.BUFFERED, batch_id=batch.batch_id)
             self.proc.counts["buffered"] += 1
@@ -171,7 +171,7 @@ def _flush(proc: ChunkProcessor, node: AggregationNode, batch: OpenBatch, trigge
         trail.uow.add(Batch(batch.batch_id, trail.run_id, node.id, 0, BatchStatus.EXECUTING,
                             trigger, reason, None, trail.now, None))
         for ordinal, work in enumerate(batch.members):
-            trail.uow.add(BatchMember(batch.batch_id, work.token_id, trail.run_id, ordinal))
+            trail.uow.add_row(BatchMember, (batch.batch_id, work.token_id, trail.run_id, ordinal))
     trail.uow.update("batches", {"batch_id": batch.batch_id},
                      {"status": status, "completed_at": trail.now})
     if failure:

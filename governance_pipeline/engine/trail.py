@@ -2,7 +2,9 @@
 
 Every executor records through a ``Trail``: rows, tokens, node states, outcomes, calls and
 routing events. Node-state timestamps are the chunk's timestamp (the unit's ``now``); each
-state's own cost is its ``duration_ms``, measured with a monotonic counter.
+state's own cost is its ``duration_ms``, measured with a monotonic counter. Rows, tokens, parent
+links and outcomes go to the unit as rows (``UnitOfWork.add_row``): the engine builds them itself,
+and their invariants are their tables' constraints, checked when the unit commits.
 
 What carries no information is not stored one record per state (docs/landscape.md, "Logical
 model vs physical encoding"): a pass-through state (completed, output = input, no context of its
@@ -95,7 +97,7 @@ class Trail:
     # -- identities ----------------------------------------------------------------------------
     def new_row(self, index: int, payload_hash: str) -> str:
         rid = ids.row_id(self.run_id, index)
-        self.uow.add(SourceRow(rid, self.run_id, "source", index, payload_hash, self.now))
+        self.uow.add_row(SourceRow, (rid, self.run_id, "source", index, payload_hash, self.now))
         if self.uow.subject_fields:
             subject = self.uow.subject_of_payload(payload_hash)
             if subject is not None:
@@ -109,12 +111,12 @@ class Trail:
             n = self._token_counter.get(row_id, 0)
             self._token_counter[row_id] = n + 1
             token_id = ids.token_id(row_id, n)
-        self.uow.add(Token(token_id, self.run_id, row_id, branch, fork_group, join_group,
-                           expand_group, self.now))
+        self.uow.add_row(Token, (token_id, self.run_id, row_id, branch, fork_group, join_group,
+                                 expand_group, self.now))
         return token_id
 
     def parent(self, child: str, parent: str, ordinal: int) -> None:
-        self.uow.add(TokenParent(child, parent, self.run_id, ordinal))
+        self.uow.add_row(TokenParent, (child, parent, self.run_id, ordinal))
 
     def hash_row(self, row: Row) -> str:
         return self.uow.payload(row)
@@ -181,7 +183,7 @@ class Trail:
                 join_group: str | None = None, error_hash: str | None = None,
                 context: dict[str, Any] | None = None, expand_group: str | None = None) -> None:
         terminal = outcome.is_terminal
-        self.uow.add(TokenOutcome(
+        self.uow.add_row(TokenOutcome, (
             ids.outcome_id(token_id, terminal=terminal), self.run_id, token_id, outcome, terminal,
             sink, batch_id, fork_group, join_group, expand_group, error_hash,
             dumps(context) if context else None, self.now))

@@ -61,7 +61,11 @@ class _Layout:
     values: Callable[[AuditRecord], Row]
     flags: tuple[int, ...]
     scope_at: int | None
-    manifest: Callable[[list[Row]], list[ledger.ManifestItem]]
+    manifest: ledger.RowsManifest
+    #: The record's fields are its table's columns in order: its constructor's arguments are a row.
+    in_column_order: bool
+    #: For token outcomes: where a row holds token_id, is_terminal and outcome.
+    terminal_at: tuple[int, int, int] | None
 
     def with_flags(self, row: Row) -> Row:
         cells = list(row)
@@ -83,14 +87,16 @@ def _layout(cls: type[AuditRecord]) -> _Layout:
         raise TypeError(f"{cls.__name__} is not a ledgered audit record "
                         "(payloads are added with payload() / payload_bytes())")
     columns = tuple(c.name for c in spec.table.columns)
-    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    if names != set(columns):
+    names = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+    if set(names) != set(columns):
         raise TypeError(f"{cls.__name__} fields do not match the columns of {spec.name}")
     hints = get_type_hints(cls)
     flags = tuple(i for i, c in enumerate(columns) if hints[c] in (bool, bool | None))
     scope_at = columns.index(spec.scope_column) if spec.scope_column else None
     layout = _Layout(spec.name, columns, attrgetter(*columns), flags, scope_at,
-                     ledger.rows_manifest(spec, columns))
+                     ledger.rows_manifest(spec, columns), names == columns,
+                     tuple(map(columns.index, ("token_id", "is_terminal", "outcome")))
+                     if cls is TokenOutcome else None)
     _LAYOUTS[cls] = layout
     return layout
 
@@ -107,7 +113,7 @@ class UnitOfWork:
         self.scope = scope
         self.now = now
         self._rows: dict[str, list[Row]] = {}
-        self._manifest: dict[str, Callable[[list[Row]], list[ledger.ManifestItem]]] = {}
+        self._manifest: dict[str, ledger.RowsManifest] = {}
         self._payloads: dict[str, bytes] = {}
         #: Declared subject fields (set by the engine for a pipeline's ``subject_fields``): a
         #: payload naming one is encrypted under its subject's data key at commit (sealing.py).
@@ -131,19 +137,52 @@ class UnitOfWork:
             raise AuditIntegrityError(
                 f"{cls.__name__} belongs to scope {scope}, not to this unit's scope {self.scope}",
                 details={"scope": self.scope, "record_scope": scope})
-        if cls is TokenOutcome and record.is_terminal:  # type: ignore[attr-defined]
-            token_id = record.token_id  # type: ignore[attr-defined]
-            if token_id in self._terminal:
-                kind = record.outcome  # type: ignore[attr-defined]
-                raise AuditIntegrityError(
-                    f"token {token_id} given a second terminal outcome ({kind})",
-                    details={"token_id": token_id})
-            self._terminal.add(token_id)
+        if layout.terminal_at is not None:
+            self._one_terminal(layout.terminal_at, row)
         rows = self._rows.get(layout.table)
         if rows is None:
             rows = self._rows[layout.table] = []
             self._manifest[layout.table] = layout.manifest
         rows.append(row)
+
+    def add_row(self, cls: type[AuditRecord], values: Row) -> None:
+        """Add a record the engine built itself, given as ``cls``'s constructor arguments.
+
+        The record object is not built and its ``__post_init__`` not run: every invariant it
+        checks is also a CHECK constraint of its table, enforced when the unit commits, where a
+        violation discards the whole unit as ``AuditIntegrityError``. The scope (which no
+        constraint knows) and one terminal outcome per token are still checked here, as ``add``
+        checks them. Records of external input go through ``add``.
+        """
+        layout = _LAYOUTS.get(cls) or _layout(cls)
+        if not layout.in_column_order:
+            self.add(cls(*values))
+            return
+        row = layout.with_flags(values) if layout.flags else values
+        if layout.scope_at is not None and row[layout.scope_at] != self.scope:
+            raise AuditIntegrityError(
+                f"{cls.__name__} belongs to scope {row[layout.scope_at]}, not to this unit's "
+                f"scope {self.scope}", details={"scope": self.scope,
+                                                "record_scope": row[layout.scope_at]})
+        if layout.terminal_at is not None:
+            self._one_terminal(layout.terminal_at, row)
+        rows = self._rows.get(layout.table)
+        if rows is None:
+            rows = self._rows[layout.table] = []
+            self._manifest[layout.table] = layout.manifest
+        rows.append(row)
+
+    def _one_terminal(self, at: tuple[int, int, int], row: Row) -> None:
+        """One terminal outcome per token: checked here and by a partial unique index."""
+        token_at, terminal_at, outcome_at = at
+        if not row[terminal_at]:
+            return
+        token_id = row[token_at]
+        if token_id in self._terminal:
+            raise AuditIntegrityError(
+                f"token {token_id} given a second terminal outcome ({row[outcome_at]})",
+                details={"token_id": token_id})
+        self._terminal.add(token_id)
 
     def add_all(self, records: Iterable[AuditRecord]) -> None:
         for record in records:
@@ -240,19 +279,16 @@ class UnitOfWork:
         return dict(self._payloads)
 
     # -- writing -------------------------------------------------------------------------------
-    def _insert_manifest(self) -> list[ledger.ManifestItem]:
-        """Manifest items of the inserts, in write order. They depend on the rows alone, so the
-        recorder computes them before it takes the write lock."""
-        items: list[ledger.ManifestItem] = []
-        for table in _INSERT_ORDER:
-            rows = self._rows.get(table.name)
-            if rows:
-                items.extend(self._manifest[table.name](rows))
-        return items
+    def _insert_manifest(self) -> list[ledger.Section]:
+        """Manifest sections of the inserts, in write order. They depend on the rows alone, so
+        the recorder computes them before it takes the write lock."""
+        return [self._manifest[table.name](rows) for table in _INSERT_ORDER
+                if (rows := self._rows.get(table.name))]
 
     def _write(self, conn: Connection,
-               protection: PayloadProtection | None = None) -> list[ledger.ManifestItem]:
-        """Check the guards, insert everything, apply the updates; returns the updates' items."""
+               protection: PayloadProtection | None = None) -> list[ledger.Section]:
+        """Check the guards, insert everything, apply the updates; returns the updates'
+        manifest sections."""
         for name, key, expect in self._guards:
             _check_guard(conn, name, key, expect)
         if self._payloads:
@@ -270,7 +306,7 @@ class UnitOfWork:
                  for name, key, values, expect in self._updates]
         for fn in self._effects:
             fn(conn)
-        return items
+        return ledger.sections_of(items)
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,22 +382,22 @@ class Recorder:
         self.commit(uow, seal=seal)
 
     def commit(self, uow: UnitOfWork, *, seal: bool = False) -> None:
-        # Hashing and compressing the manifest is most of the recorder's own work; done before
-        # the transaction, it does not lengthen the time the write lock is held.
-        items = uow._insert_manifest()
-        encoded = ledger.encode_manifest(items) if items and not uow.has_updates else None
+        # Hashing the records and encoding the manifest is most of the recorder's own work; done
+        # before the transaction, it does not lengthen the time the write lock is held.
+        sections = uow._insert_manifest()
+        encoded = ledger.encode_sections(sections) if sections and not uow.has_updates else None
         global_head: tuple[str, ledger.ChainHead] | None = None
         sealing = self.landscape.protection if uow._subjects else None
         committed = False
         try:
             with write_transaction(self.landscape.engine) as conn:
                 ledger.lock_scope(conn, uow.scope)
-                items += uow._write(conn, self.landscape.protection)
-                head = (ledger.append_entry(conn, uow.scope, items, uow.now, encoded=encoded)
-                        if items else None)
+                sections += uow._write(conn, self.landscape.protection)
+                head = (ledger.append_sections(conn, uow.scope, sections, uow.now,
+                                               encoded=encoded) if sections else None)
                 if uow.scope == GLOBAL_SCOPE:
                     # Every global commit is sealed: its tail cannot be rewritten without the key.
-                    if items or seal:
+                    if sections or seal:
                         ledger.seal(conn, uow.scope, self.landscape.signer, uow.now, head=head)
                     if head is not None:
                         global_head = (anchors.global_chain_id(conn, head), head)
@@ -400,8 +436,8 @@ class Recorder:
             return None
         unit = UnitOfWork(GLOBAL_SCOPE, now)
         unit.add(anchor)
-        items = unit._insert_manifest() + unit._write(conn)
-        head = ledger.append_entry(conn, GLOBAL_SCOPE, items, now)
+        sections = unit._insert_manifest() + unit._write(conn)
+        head = ledger.append_sections(conn, GLOBAL_SCOPE, sections, now)
         ledger.seal(conn, GLOBAL_SCOPE, self.landscape.signer, now, head=head)
         return anchors.global_chain_id(conn, head), head
 

@@ -8,7 +8,6 @@ finished run's chain must be sealed up to its last entry.
 
 from __future__ import annotations
 
-import zlib
 from itertools import groupby
 from operator import itemgetter
 from dataclasses import dataclass, field
@@ -144,7 +143,7 @@ def _replay_manifest(scope: str, entry: Any, key: str, records: Committer | None
                      state: Tally) -> None:
     try:
         items, digest = ledger.decode_manifest(bytes(entry["manifest"]))
-    except (zlib.error, orjson.JSONDecodeError, TypeError, ValueError) as exc:
+    except (ledger.ManifestError, TypeError, ValueError) as exc:
         state.add(CHAIN, "ledger_entries", key, f"manifest unreadable: {exc}", scope)
         return
     if digest != entry["records_digest"]:
@@ -190,8 +189,8 @@ def _checked_items(scope: str, items: list[Any], key: str, state: Tally) -> _Gro
     other one."""
     groups: _Groups = []
     for item in items:
-        if not (len(item) == 3 and type(item[1]) is str and type(item[2]) is str
-                and type(item[0]) is str and item[0] in LEDGERED):
+        if not (isinstance(item, tuple) and len(item) == 3 and item[0] in LEDGERED
+                and all(type(part) is str for part in item)):
             state.add(CHAIN, "ledger_entries", key, f"manifest item malformed: {item!r:.120}",
                       scope)
             continue

@@ -59,7 +59,7 @@ def record_hasher(spec: LedgerSpec) -> Hasher:
 
     def hashes(rows: Sequence[Row]) -> list[ledger.ManifestItem]:
         try:
-            return manifest(rows)
+            return ledger.items_of((manifest(rows),))
         except _UNHASHABLE:
             return [(spec.name, *key_and_hash(spec, dict(zip(columns, row, strict=True))))
                     for row in rows]

@@ -14,7 +14,6 @@ checkpoint committed; a record changed after the seal cannot be proven (seal aga
 from __future__ import annotations
 
 import hashlib
-import zlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -172,7 +171,7 @@ def _read_record(conn: Any, table: str, key: str, scope: str) -> list[Any]:
 def _locate(conn: Any, scope: str, seal: Seal,
             wanted: set[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
     """Walk the chain down from the sealed head to the latest entry committing each record."""
-    pending = {(t, k): orjson.dumps(k) for t, k in wanted}
+    pending = set(wanted)
     headers: list[dict[str, Any]] = []  # newest first
     found: dict[tuple[str, str], dict[str, Any]] = {}
     result = conn.execution_options(yield_per=STREAM).execute(
@@ -182,14 +181,22 @@ def _locate(conn: Any, scope: str, seal: Seal,
     try:
         for entry in result.mappings():
             header = _header(entry)
-            raw = zlib.decompress(bytes(entry["manifest"]))
             headers.append(header)
-            if not any(needle in raw for needle in pending.values()):
+            try:
+                items, _ = ledger.decode_manifest(entry["manifest"])
+            except ledger.ManifestError as exc:
+                raise AuditIntegrityError(f"the manifest of entry seq {entry['seq']} of scope "
+                                          f"{scope} is unreadable ({exc}): run verify",
+                                          code=LEDGER_TAMPERED) from exc
+            latest = {(t, k): h for t, k, h in items if (t, k) in pending}
+            if not latest:
                 continue
-            latest = {(t, k): h for t, k, h in orjson.loads(raw) if (t, k) in pending}
+            manifest_format, text = ledger.portable_manifest(entry["manifest"])
             for ref, committed in latest.items():
-                del pending[ref]
-                found[ref] = {"committed": committed, "entry": {**header, "manifest": raw.decode()},
+                pending.discard(ref)
+                found[ref] = {"committed": committed,
+                              "entry": {**header, "manifest": text,
+                                        "manifest_format": manifest_format},
                               "chain": list(reversed(headers[:-1]))}
             if not pending:
                 break
@@ -237,6 +244,7 @@ _Header = EntryHeader
 
 class _Entry(EntryHeader):
     manifest: str
+    manifest_format: int = 1  # ledger.portable_manifest: 1 JSON text, 2 base64 of the binary
 
 
 class _Proof(StrictModel):
@@ -313,21 +321,20 @@ def _check_record(p: _Proof, problems: list[str]) -> str | None:
 
 def _check_manifest(p: _Proof, actual: str | None, problems: list[str]) -> None:
     e = p.entry
-    raw = e.manifest.encode("utf-8")
-    if hashlib.sha256(raw).hexdigest() != e.records_digest:
-        problems.append(f"manifest of entry seq {e.seq} does not hash to its records_digest")
     try:
-        items = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        items, digest = ledger.read_portable(e.manifest_format, e.manifest)
+    except ledger.ManifestError as exc:
         problems.append(f"manifest of entry seq {e.seq} unreadable: {exc}")
         return
-    if not isinstance(items, list) or len(items) != e.record_count:
+    if digest != e.records_digest:
+        problems.append(f"manifest of entry seq {e.seq} does not hash to its records_digest")
+    if len(items) != e.record_count:
         problems.append(f"manifest of entry seq {e.seq} does not list record_count "
                         f"({e.record_count}) items")
         return
     latest = None
     for item in items:
-        if isinstance(item, list) and item[:2] == [p.record.table, p.record.key]:
+        if isinstance(item, tuple) and item[:2] == (p.record.table, p.record.key):
             latest = item
     if latest is None:
         problems.append(f"entry seq {e.seq} does not commit {p.record.table} {p.record.key}")

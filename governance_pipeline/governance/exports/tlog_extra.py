@@ -8,16 +8,18 @@ RFC 8785 canonical JSON, what leads from the sampled record to that entry (docs/
 ```
 {"entry": {"created_at", "entry_hash", "prev_hash", "record_count", "records_digest", "seq"},
  "format": "governance-pipeline/tlog-proof-extra@v1",
- "manifest": "<the entry's manifest, exact UTF-8 text>",
+ "manifest": "<the entry's manifest: base64 of its binary form, or a format-1 JSON text>",
+ "manifest_format": 2,  (absent for a format-1 manifest)
  "record": {"columns": [...], "key": "...", "table": "...", "values": [...]},
  "scope": "<run id or global>"}
 ```
 
 The chain from record to leaf: SHA-256 of the compact JSON ``[table, *values]`` is the record
-hash; the manifest's last ``[table, key, hash]`` item for the record holds it; SHA-256 of the
-manifest text is ``records_digest``; the entry header hashes to ``entry_hash``; the leaf hash is
-SHA-256(0x00 || the 32 bytes of ``entry_hash``) (``checkpoints.entry_leaf``); ``index`` is
-``seq - 1``.
+hash; the manifest's last item for the record's ``(table, key)`` holds it
+(``ledger.read_portable``; the format is in docs/landscape.md, "The manifest"); SHA-256 of the
+manifest's bytes (base64-decoded, or the UTF-8 of a format-1 text) is ``records_digest``; the
+entry header hashes to ``entry_hash``; the leaf hash is SHA-256(0x00 || the 32 bytes of
+``entry_hash``) (``checkpoints.entry_leaf``); ``index`` is ``seq - 1``.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class Extra(StrictModel):
     scope: str
     record: ExtraRecord
     manifest: str
+    manifest_format: int = 1  # ledger.portable_manifest: 1 JSON text, 2 base64 of the binary
     entry: ExtraEntry
 
 
@@ -56,6 +59,8 @@ def extra_of(proof: dict[str, Any]) -> bytes:
         "format": EXTRA_FORMAT, "scope": proof["scope"],
         "record": {k: record[k] for k in ("table", "key", "columns", "values")},
         "manifest": entry["manifest"],
+        **({"manifest_format": entry["manifest_format"]}
+           if entry.get("manifest_format", 1) != 1 else {}),
         "entry": {k: entry[k] for k in tlog_view.HEADER_COLUMNS},
     })
 
@@ -96,19 +101,18 @@ def leaf_from_extra(extra: Extra) -> tuple[bytes | None, list[str]]:
     owner = row[spec.scope_column] if spec.scope_column else GLOBAL_SCOPE
     if owner != extra.scope:
         problems.append(f"record belongs to scope {owner}, the extra names {extra.scope}")
-    raw = extra.manifest.encode("utf-8")
-    if hashlib.sha256(raw).hexdigest() != e.records_digest:
-        problems.append(f"manifest does not hash to the records_digest of entry seq {e.seq}")
     try:
-        items = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        items = None
-    if not isinstance(items, list) or len(items) != e.record_count:
+        items, digest = ledger.read_portable(extra.manifest_format, extra.manifest)
+    except ledger.ManifestError as exc:
+        problems.append(f"manifest of entry seq {e.seq} unreadable: {exc}")
+        items, digest = [], None
+    if digest is not None and digest != e.records_digest:
+        problems.append(f"manifest does not hash to the records_digest of entry seq {e.seq}")
+    if len(items) != e.record_count:
         problems.append(f"manifest does not list record_count ({e.record_count}) items")
-        items = items if isinstance(items, list) else []
     latest = None
     for item in items:
-        if isinstance(item, list) and item[:2] == [r.table, r.key]:
+        if isinstance(item, tuple) and item[:2] == (r.table, r.key):
             latest = item
     if latest is None:
         problems.append(f"entry seq {e.seq} does not commit {r.table} {r.key}")

@@ -102,8 +102,13 @@ def render_verify_md(*, kind: str, subject: str, key_id: str, created_at: str,
         "",
         ("1. `record.values` (the ledgered columns, in `record.columns` order) hash to "
          "`record.record_hash`: SHA-256 of the compact JSON array `[table, value, ...]`."),
-        ("2. `entry.manifest` hashes (SHA-256 of its UTF-8 text) to `entry.records_digest`, and "
-         "its last `[table, key, hash]` item for the record holds `record.record_hash`."),
+        ("2. `entry.manifest` hashes to `entry.records_digest` (SHA-256 of its base64-decoded "
+         "bytes when `entry.manifest_format` is 2, of its UTF-8 text when it is 1), and its last "
+         "item for the record's table and key holds `record.record_hash`. Format 2 is binary "
+         "(big-endian): magic `GPM\\x02`, a u16 section count, per section a u8 name length, "
+         "the table name and a u32 record count, then a u32 length and that many bytes of zlib "
+         "over the JSON array of every record key, then 32 raw SHA-256 bytes per record, in "
+         "item order. Format 1 is a JSON list of `[table, key, hash]`."),
         ("3. Each entry of `[entry, *chain]` hashes to its `entry_hash`: SHA-256 of the RFC 8785 "
          "JSON of `{v: 1, scope, seq, prev_hash, records_digest, record_count, created_at}`; each "
          "links to the one before (`prev_hash`, consecutive `seq`)."),
