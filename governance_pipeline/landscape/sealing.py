@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from governance_pipeline.contracts.ids import new_id
 from governance_pipeline.landscape.reader import Reader, as_reader
 
 if TYPE_CHECKING:
@@ -158,6 +157,7 @@ class PayloadProtection:
 
     def _live_keys(self, conn: Connection, hmacs: list[str], now: str) -> dict[str, str]:
         """subject HMAC -> live key id, creating keys that do not exist; their DEKs cached."""
+        from governance_pipeline.contracts.ids import new_id
         from governance_pipeline.landscape.data_keys import new_data_key
         from governance_pipeline.landscape.schema_data_protection import subject_keys
 
