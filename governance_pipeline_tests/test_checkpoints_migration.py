@@ -61,7 +61,7 @@ def test_runs_sealed_at_0007_verify_after_the_upgrade_and_new_seals_are_c2sp(
 
     upgraded = Landscape.open(empty_db_url, keys, clock=clock)  # upgrades to head
     try:
-        assert migrate.current_revision(upgraded.engine) == migrate.head_revision() == "0008"
+        assert migrate.current_revision(upgraded.engine) == migrate.head_revision()
         with raw_connection(empty_db_url) as db:
             assert db.rows("ledger_checkpoints") == [] and db.rows("ledger_origin") == []
             assert len(db.rows("ledger_seals")) > 0
