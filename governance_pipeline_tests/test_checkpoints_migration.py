@@ -38,7 +38,9 @@ def _copy_into_0007(source: Landscape, target_url: str) -> None:
         assert not NEW_TABLES & set(old.tables)
         with source.engine.connect() as src, target.begin() as dst:
             for table in metadata.sorted_tables:
-                if table.name in NEW_TABLES:
+                # Tables of later revisions (compact_states, 0010, which today's engine runs
+                # write) stay behind: what is proven here is about the seals.
+                if table.name in NEW_TABLES or table.name not in old.tables:
                     continue
                 found = [dict(r._mapping) for r in src.execute(select(table))]
                 if found:

@@ -42,7 +42,17 @@ from governance_pipeline.contracts.records import Run
 from governance_pipeline.engine import faults
 from governance_pipeline.engine.ids import part_key
 from governance_pipeline.landscape.queries import list_runs
-from governance_pipeline.landscape.schema import artifacts, batches, checkpoints, events, runs
+from governance_pipeline.landscape import logical_states
+from governance_pipeline.landscape.schema import (
+    artifacts,
+    batches,
+    checkpoints,
+    compact_states,
+    events,
+    node_states,
+    routing_events,
+    runs,
+)
 from governance_pipeline.landscape.store import Landscape
 from governance_pipeline.landscape.sweep import sweep
 from governance_pipeline.landscape.verify import verify
@@ -179,6 +189,7 @@ class Baseline:
     final_from: dict[str, int]     # site → its first occurrence inside the final step
     chunks: int
     sinks: int
+    trail: dict[str, Any]          # the logical trail and its physical record counts
 
     def occurrence(self, site: str, selector: str) -> int:
         total = self.passes[site]
@@ -219,6 +230,28 @@ def _outcomes(ls: Landscape, run_id: str) -> dict[str, int]:
     assert len(summary) == 1
     assert summary[0].open_states == 0
     return dict(summary[0].outcome_counts)
+
+
+def _trail(ls: Landscape, run_id: str) -> dict[str, Any]:
+    """The run's logical states and routes (ids without the run id; no times or durations),
+    and how many records store them: a resumed run writes none twice and loses none."""
+    with ls.engine.connect() as conn:
+        trail = logical_states.read_trail(conn, run_id)
+        stored = {t.name: conn.execute(select(func.count()).where(t.c.run_id == run_id))
+                  .scalar_one() for t in (node_states, compact_states, routing_events)}
+    strip = len(run_id)
+
+    def context(text: str | None) -> str | None:
+        """Which facts a context records, not their values: coalesce arrivals and batch flushes
+        carry wall-clock timings, and a context names tokens by ids that contain the run id."""
+        return None if text is None else ",".join(sorted(json.loads(text)))
+
+    states = sorted((s.state_id[strip:], s.status.value, s.input_hash, s.output_hash,
+                     context(s.context_after), s.error_json) for s in trail.states)
+    routes = sorted((r.event.event_id[strip:], r.label, r.event.reason_json)
+                    for r in trail.routes)
+    states = [(*s[:5], None if s[5] is None else s[5].replace(run_id, "")) for s in states]
+    return {"states": states, "routes": routes, "stored": stored}
 
 
 def _passes(ls: Landscape, run_id: str, sinks: int) -> tuple[dict[str, int], dict[str, int], int]:
@@ -262,6 +295,7 @@ def triage(tmp_path_factory: pytest.TempPathFactory) -> Baseline:
         arts = _artifacts(ls, run_id)
         outcomes = _outcomes(ls, run_id)
         passes, final_from, chunks = _passes(ls, run_id, len(doc["sinks"]))
+        trail = _trail(ls, run_id)
     finally:
         ls.dispose()
     # Every sink receives rows, so every sink's idempotency is on trial.
@@ -269,8 +303,9 @@ def triage(tmp_path_factory: pytest.TempPathFactory) -> Baseline:
     assert outcomes.get("quarantined", 0) >= 4 and outcomes.get("diverted", 0) > 0, outcomes
     outputs = tree_bytes(case.home / "out")
     assert not any(".parts" in name for name in outputs), outputs.keys()
+    assert trail["stored"]["compact_states"] > 0  # the compact encoding is on trial too
     return Baseline(pipeline, outputs, arts, outcomes, passes, final_from, chunks,
-                    len(doc["sinks"]))
+                    len(doc["sinks"]), trail)
 
 
 # --- the checks ---------------------------------------------------------------------------------
@@ -314,6 +349,7 @@ def assert_matches_baseline(case: Case, run_id: str, base: Baseline, *, resumes:
         assert abandoned == resumes  # each killed attempt is recorded as abandoned, then resumed
         assert _artifacts(ls, run_id) == base.artifacts
         assert _outcomes(ls, run_id) == base.outcomes
+        assert _trail(ls, run_id) == base.trail
         verified = verify(ls)
         assert verified.ok, [f.as_dict() for f in verified.findings]
         swept = sweep(ls, run_id)

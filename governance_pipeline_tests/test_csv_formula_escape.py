@@ -19,7 +19,8 @@ from governance_pipeline.engine.config import load_pipeline
 from governance_pipeline.engine.ids import part_key
 from governance_pipeline.engine.runner import Runner
 from governance_pipeline.landscape.explain import explain
-from governance_pipeline.landscape.schema import node_states, nodes
+from governance_pipeline.landscape import logical_states
+from governance_pipeline.landscape.schema import nodes
 from governance_pipeline.landscape.store import Landscape
 from governance_pipeline.landscape.verify import verify
 from governance_pipeline.plugins.sinks.csv_sink import CsvSink, escape_formula
@@ -109,12 +110,12 @@ def _run(landscape: Landscape, path: Path) -> str:
 
 
 def _sink_states(landscape: Landscape, run_id: str) -> list[Any]:
+    states = logical_states.node_states_view(run_id).subquery()  # stored or compact
     with landscape.engine.connect() as conn:
-        return conn.execute(select(node_states.c.input_hash, node_states.c.output_hash,
-                                   node_states.c.context_after)
-                            .where(node_states.c.run_id == run_id,
-                                   node_states.c.node_id == "out")
-                            .order_by(node_states.c.token_id)).all()
+        return conn.execute(select(states.c.input_hash, states.c.output_hash,
+                                   states.c.context_after)
+                            .where(states.c.node_id == "out")
+                            .order_by(states.c.token_id)).all()
 
 
 def _sink_description(landscape: Landscape, run_id: str) -> dict[str, Any]:

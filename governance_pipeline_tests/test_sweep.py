@@ -256,7 +256,7 @@ def test_clean_run_passes_every_check(landscape, built):
     report = sweep(landscape, built.run_id)
     assert report.findings == []
     assert report.ok
-    assert report.checks == list(CHECK_NAMES) and len(CHECK_NAMES) == 15
+    assert report.checks == list(CHECK_NAMES) and len(CHECK_NAMES) == 16
     assert report.run_ids == [built.run_id]
     doc = report.as_dict()
     assert doc["ok"] is True and set(doc["finding_counts"]) == set(CHECK_NAMES)

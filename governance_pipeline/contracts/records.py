@@ -187,6 +187,26 @@ class NodeState(AuditRecord):
 
 
 @dataclass(frozen=True, slots=True)
+class CompactState(AuditRecord):
+    """Pass-through node states of one token stored as one record: completed, input hash =
+    output hash = ``row_hash``, no context, error or calls, at every node position whose bit is
+    set in ``step_mask`` (``landscape.logical_states`` expands it into ``NodeState`` records)."""
+
+    TABLE: ClassVar[str] = "compact_states"
+    token_id: str
+    step_mask: int
+    run_id: str
+    row_hash: str
+    duration_ms: float | None
+    policy_snapshot_id: str | None
+    recorded_at: str
+
+    def __post_init__(self) -> None:
+        _require(0 < self.step_mask < 1 << 63, "CompactState",
+                 f"step_mask {self.step_mask} names no step or does not fit 63 bits")
+
+
+@dataclass(frozen=True, slots=True)
 class TokenOutcome(AuditRecord):
     TABLE: ClassVar[str] = "token_outcomes"
     outcome_id: str

@@ -30,6 +30,7 @@ from governance_pipeline.engine.graph import Graph, build_graph, route_targets
 from governance_pipeline.engine.plugin_api import BatchFunction, Sink, Source, Transform
 from governance_pipeline.engine.policy_hook import PolicyHook
 from governance_pipeline.engine.registry import plugin_class
+from governance_pipeline.landscape.logical_states import DEFAULT_ROUTE_REASON
 
 P = TypeVar("P")
 
@@ -156,12 +157,11 @@ class RunContext:
 
     def _decision(self, node: GateNode, index: int | None) -> GateDecision:
         targets = route_targets(node, index)
-        reason = ({"route": "default"} if index is None
-                  else {"route": index, "when": node.routes[index].when})
+        reason = (DEFAULT_ROUTE_REASON if index is None else orjson.dumps(
+            {"route": index, "when": node.routes[index].when}, option=orjson.OPT_SORT_KEYS).decode())
         forking = index is not None and node.routes[index].fork is not None
         return GateDecision(targets, [self.edge(node.id, t, label) for label, t in targets],
-                            orjson.dumps(reason, option=orjson.OPT_SORT_KEYS).decode(),
-                            RoutingMode.COPY if forking else RoutingMode.MOVE)
+                            reason, RoutingMode.COPY if forking else RoutingMode.MOVE)
 
     def edge(self, from_node: str, target: str, label: str) -> str:
         to_node = self.graph.consumer.get(target, target)

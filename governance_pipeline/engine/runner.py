@@ -268,6 +268,7 @@ class Runner:
         uow.guard("runs", {"run_id": self.run_id}, {"status": Not(RunStatus.FAILED_POLICY)})
         if proc.stop is not None:
             record_stop(self, uow, proc)
+        proc.trail.flush()
         crash_point("chunk.before_commit")
         self.recorder.commit(uow, seal=proc.stop is not None)
         crash_point("chunk.committed")

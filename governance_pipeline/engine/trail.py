@@ -3,6 +3,12 @@
 Every executor records through a ``Trail``: rows, tokens, node states, outcomes, calls and
 routing events. Node-state timestamps are the chunk's timestamp (the unit's ``now``); each
 state's own cost is its ``duration_ms``, measured with a monotonic counter.
+
+What carries no information is not stored one record per state (docs/landscape.md, "Logical
+model vs physical encoding"): a pass-through state (completed, output = input, no context of its
+own, no error, no calls, no policy at its node) joins its token's ``CompactState`` when the
+chunk is flushed, and a gate's default route is implied by its state and the gate's ``default``
+edge instead of a routing event.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import orjson
 from governance_pipeline.contracts.enums import CallStatus, NodeStateStatus, Outcome, RoutingMode
 from governance_pipeline.contracts.records import (
     Call,
+    CompactState,
     NodeState,
     RoutingEvent,
     SourceRow,
@@ -25,7 +32,9 @@ from governance_pipeline.contracts.records import (
 from governance_pipeline.engine import ids
 from governance_pipeline.engine.context import RunContext
 from governance_pipeline.engine.plugin_api import CallRecord, Row
+from governance_pipeline.landscape.logical_states import DEFAULT_ROUTE_REASON
 from governance_pipeline.landscape.recorder import UnitOfWork
+from governance_pipeline.landscape.schema_compact import MAX_COMPACT_POSITION
 from governance_pipeline.landscape.sealing import Subject
 
 
@@ -77,6 +86,11 @@ class Trail:
         self._row_subject: dict[str, Subject] = {}
         self._state_subject: dict[str, Subject] = {}
         self.call_stats: dict[str, tuple[int, float]] = {}
+        #: Pass-through states not yet stored: state id → the NodeState they stand for, kept
+        #: whole in case a call makes one of them worth its own record after all.
+        self._passing: dict[str, NodeState] = {}
+        self._gates = frozenset(ctx.gate_decisions)
+        self._kept: dict[str, bool] = {}  # node id → states there are always stored in full
 
     # -- identities ----------------------------------------------------------------------------
     def new_row(self, index: int, payload_hash: str) -> str:
@@ -117,11 +131,15 @@ class Trail:
         closed = status is not NodeStateStatus.OPEN
         if context is not None:
             context_json = dumps(context)
-        self.uow.add(NodeState(
+        state = NodeState(
             sid, self.run_id, work.token_id, node_id, position, 0, status, work.row_hash,
             output_hash, None, context_json,
             dumps(error) if error is not None else None, duration_ms, self.snapshot, self.now,
-            self.now if closed else None))
+            self.now if closed else None)
+        if self._passes_through(state):
+            self._passing[sid] = state
+        else:
+            self.uow.add(state)
         self.last_state[work.token_id] = (node_id, sid)
         if self._row_subject:
             subject = self._row_subject.get(work.row_id)
@@ -130,6 +148,33 @@ class Trail:
                 self.uow.inherit_subject(output_hash, subject)
                 self._state_subject[sid] = subject
         return sid
+
+    def _passes_through(self, s: NodeState) -> bool:
+        if (s.status is not NodeStateStatus.COMPLETED or s.output_hash != s.input_hash
+                or s.step_index > MAX_COMPACT_POSITION):
+            return False
+        if s.context_after is not None and not (
+                s.context_after == DEFAULT_ROUTE_REASON and s.node_id in self._gates):
+            return False
+        kept = self._kept.get(s.node_id)
+        if kept is None:  # a policy decision names the state it judged: that state is stored
+            hook = self.ctx.policy
+            kept = self._kept[s.node_id] = hook is not None and hook.applies(s.node_id)
+        return not kept
+
+    def flush(self) -> None:
+        """The chunk's pass-through states, as one ``CompactState`` per token and row hash."""
+        groups: dict[tuple[str, str], list[NodeState]] = {}
+        for s in self._passing.values():
+            groups.setdefault((s.token_id, s.input_hash), []).append(s)
+        self._passing.clear()
+        for (token_id, row_hash), states in groups.items():
+            mask = 0
+            for s in states:
+                mask |= 1 << s.step_index
+            self.uow.add(CompactState(token_id, mask, self.run_id, row_hash,
+                                      sum(s.duration_ms or 0.0 for s in states), self.snapshot,
+                                      self.now))
 
     def outcome(self, token_id: str, outcome: Outcome, *, sink: str | None = None,
                 batch_id: str | None = None, fork_group: str | None = None,
@@ -144,6 +189,9 @@ class Trail:
     def calls(self, state: str, calls: list[CallRecord]) -> None:
         if calls:
             self.call_stats[state] = (len(calls), sum(c.cost or 0.0 for c in calls))
+            passing = self._passing.pop(state, None)
+            if passing is not None:  # a call's parent is a stored node state
+                self.uow.add(passing)
         subject = self._state_subject.get(state)
         for i, call in enumerate(calls):
             ok = call.error is None
@@ -159,7 +207,10 @@ class Trail:
 
     def routing(self, state: str, edge_ids: list[str], *, reason_json: str,
                 mode: RoutingMode) -> None:
-        """One routing event per edge a gate decision took, grouped by the gate's state."""
+        """One routing event per edge a gate decision took, grouped by the gate's state; none
+        for the default route, which the gate's state and its ``default`` edge imply."""
+        if reason_json == DEFAULT_ROUTE_REASON:
+            return
         for i, edge in enumerate(edge_ids):
             self.uow.add(RoutingEvent(ids.routing_id(state, i), self.run_id, state, edge, state, i,
                                       mode, None, reason_json, self.now))

@@ -20,7 +20,6 @@ from governance_pipeline.contracts.records import (
     InflectionPoint,
     NodeState,
     PolicyDecision,
-    RoutingEvent,
     Run,
     SourceRow,
     Token,
@@ -33,8 +32,9 @@ from governance_pipeline.landscape.code_manifest import (
     manifest_hash,
     stored_identities,
 )
+from governance_pipeline.landscape.logical_trail import LogicalTrail, read_trail
 from governance_pipeline.landscape.payloads import PayloadRedacted, load_payload, protection_of
-from governance_pipeline.landscape.reader import ConnectionReader, Reader, Row
+from governance_pipeline.landscape.reader import ConnectionReader, Reader
 
 if TYPE_CHECKING:
     from governance_pipeline.landscape.queries import Source
@@ -167,16 +167,11 @@ def _written(reader: Reader, s: NodeState,
             "changed_fields": context["written_as"].get("changed_fields", [])}
 
 
-def node_states_of(reader: Reader, token_ids: list[str]) -> tuple[list[NodeState], list[Row]]:
-    """The node states of ``token_ids`` in step order, and the routing events of those states
-    (each with its edge's ``to_node_id`` and ``label``), both Tier-1 validated: every logical
-    state and route explain shows comes from here."""
-    states = [NodeState.from_row(r)
-              for r in reader.rows(sql.NODE_STATES, {"token_ids": token_ids})]
-    routes = reader.rows(sql.ROUTING_EVENTS, {"state_ids": [s.state_id for s in states]})
-    for r in routes:  # Tier-1: the routing columns are validated like any other read
-        RoutingEvent.from_row(r)
-    return states, routes
+def node_states_of(reader: Reader, run_id: str, token_ids: list[str]) -> LogicalTrail:
+    """The logical node states of ``token_ids`` in step order and their routing events (each
+    with its edge's ``to_node_id`` and ``label``), however stored (logical_trail.py), Tier-1
+    validated: every state and route explain shows comes from here."""
+    return read_trail(reader, run_id, token_ids)
 
 
 def _token_views(reader: Reader, run_id: str, row_id: str, focus: str | None,
@@ -186,7 +181,8 @@ def _token_views(reader: Reader, run_id: str, row_id: str, focus: str | None,
     ids = [t.token_id for t in toks]
     links = [(r["token_id"], r["parent_token_id"])
              for r in reader.rows(sql.TOKEN_LINKS, {"token_ids": ids})]
-    states, route_rows = node_states_of(reader, ids)
+    trail = node_states_of(reader, run_id, ids)
+    states = trail.states
     state_ids = [s.state_id for s in states]
     call_rows = [Call.from_row(r) for r in reader.rows(sql.CALLS, {"state_ids": state_ids})]
     outcomes = [TokenOutcome.from_row(r)
@@ -208,9 +204,9 @@ def _token_views(reader: Reader, run_id: str, row_id: str, focus: str | None,
                        "response": _payload_view(reader, c.response_hash, protection),
                        "error": _json(c.error_json)}
                       for c in call_rows if c.state_id == s.state_id]
-            troute = [{"to": r["to_node_id"], "label": r["label"], "mode": r["mode"],
-                       "reason": _json(r["reason_json"])}
-                      for r in route_rows if r["state_id"] == s.state_id]
+            troute = [{"to": r.to_node_id, "label": r.label, "mode": r.event.mode.value,
+                       "reason": _json(r.event.reason_json)}
+                      for r in trail.routes if r.event.state_id == s.state_id]
             tstates.append(StateView(s, tcalls, troute, _written(reader, s, protection)))
         touts = [o for o in outcomes if o.token_id == tok.token_id]
         errors = [_payload_view(reader, o.error_hash, protection) for o in touts if o.error_hash]

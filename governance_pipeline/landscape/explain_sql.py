@@ -34,13 +34,7 @@ TOKEN_LINKS = ("SELECT token_id, parent_token_id FROM token_parents "
                "WHERE token_id IN (:token_ids) OR parent_token_id IN (:token_ids) "
                "ORDER BY ordinal")
 
-NODE_STATES = ("SELECT * FROM node_states WHERE token_id IN (:token_ids) "
-               "ORDER BY step_index, state_id")
-
-ROUTING_EVENTS = ("SELECT routing_events.*, edges.to_node_id, edges.label FROM routing_events "
-                  "JOIN edges ON edges.edge_id = routing_events.edge_id "
-                  "WHERE routing_events.state_id IN (:state_ids) "
-                  "ORDER BY routing_events.event_id")
+# Node states and routing events: logical_trail.py (stored and compact records alike).
 
 CALLS = "SELECT * FROM calls WHERE state_id IN (:state_ids) ORDER BY call_id"
 

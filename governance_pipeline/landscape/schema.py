@@ -418,6 +418,8 @@ from governance_pipeline.landscape.schema_code import code_identities  # noqa: E
 
 from governance_pipeline.landscape.schema_anchors import run_anchors  # noqa: E402
 
+from governance_pipeline.landscape.schema_compact import compact_states  # noqa: E402
+
 from governance_pipeline.landscape.schema_checkpoints import (  # noqa: E402
     ledger_checkpoints,
     ledger_origin,
@@ -478,7 +480,7 @@ _UNHASHED = {"runs": {"heartbeat_at", "worker"}}
 
 _RUN_SCOPED = (runs, nodes, edges, rows, tokens, token_parents, node_states, token_outcomes,
                operations, calls, routing_events, batches, batch_members, artifacts, checkpoints,
-               validation_errors, policy_decisions, inflection_points, incidents)
+               validation_errors, policy_decisions, inflection_points, incidents, compact_states)
 _GLOBAL = (policy_snapshots, approvals, approval_stages, approval_decisions, approval_delegations,
            exports, approval_signatures, run_anchors, *_DATA_PROTECTION)
 

@@ -27,7 +27,7 @@ from governance_pipeline.contracts.enums import (
     RunStatus,
 )
 from governance_pipeline.contracts.errors import Finding, NotFoundError
-from governance_pipeline.landscape import ledger
+from governance_pipeline.landscape import ledger, logical_states
 from governance_pipeline.landscape.queries import Source, reading, run_exists
 from governance_pipeline.landscape.sweep_governance import GOVERNANCE_CHECKS
 from governance_pipeline.landscape.schema import (
@@ -35,7 +35,6 @@ from governance_pipeline.landscape.schema import (
     batches,
     calls,
     node_states,
-    nodes,
     runs,
     token_outcomes,
     token_parents,
@@ -159,9 +158,8 @@ def outcome_terminal_flag_mismatch(conn: Connection, run_id: str | None) -> list
 
 # --- 4: sink outcomes and sink states agree ------------------------------------------------------
 def completed_outcome_without_sink_state(conn: Connection, run_id: str | None) -> list[Finding]:
-    o, ns = token_outcomes, node_states
-    written = exists().where(ns.c.token_id == o.c.token_id, ns.c.node_id == o.c.sink_name,
-                             ns.c.status == NodeStateStatus.COMPLETED.value)
+    o = token_outcomes
+    written = logical_states.state_exists(o.c.token_id, o.c.sink_name, NodeStateStatus.COMPLETED)
     q = (select(o.c.outcome_id, o.c.run_id, o.c.token_id, o.c.sink_name)
          .where(o.c.outcome == Outcome.COMPLETED.value, ~written)
          .order_by(o.c.run_id, o.c.token_id, o.c.outcome_id))
@@ -175,7 +173,7 @@ def completed_outcome_without_sink_state(conn: Connection, run_id: str | None) -
 def sink_state_without_matching_outcome(conn: Connection, run_id: str | None) -> list[Finding]:
     """A completed state at a sink node must be backed by a completed/routed/diverted/quarantined
     outcome naming that sink."""
-    ns, n = node_states, nodes
+    ns = logical_states.node_states_view(run_id, node_type=NodeType.SINK).subquery("ns")
     o = token_outcomes.alias("sink_outcome")
     matched = exists().where(o.c.token_id == ns.c.token_id, o.c.outcome.in_(_SINK_OUTCOMES),
                              o.c.sink_name == ns.c.node_id)
@@ -185,9 +183,7 @@ def sink_state_without_matching_outcome(conn: Connection, run_id: str | None) ->
               .scalar_subquery())
     q = (select(ns.c.state_id, ns.c.run_id, ns.c.token_id, ns.c.node_id,
                 actual.label("terminal_outcome"))
-         .join_from(ns, n, and_(n.c.run_id == ns.c.run_id, n.c.node_id == ns.c.node_id))
-         .where(n.c.node_type == NodeType.SINK.value,
-                ns.c.status == NodeStateStatus.COMPLETED.value, ~matched)
+         .where(ns.c.status == NodeStateStatus.COMPLETED.value, ~matched)
          .order_by(ns.c.run_id, ns.c.token_id, ns.c.state_id))
     return [Finding("sink_state_without_matching_outcome", "node_states", row.state_id,
                     f"token {row.token_id} completed at sink {row.node_id!r} but its terminal "
@@ -314,6 +310,7 @@ CHECKS: tuple[Check, ...] = (
     child_token_without_parent,
     parent_without_fork_or_expand_outcome,
     node_states_open_after_run_end,
+    logical_states.compact_state_conflicts,
     call_parent_xor_violation,
     tokens_buffered_in_completed_run,
     batches_unfinished_in_completed_run,

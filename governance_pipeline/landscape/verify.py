@@ -15,13 +15,11 @@ report records committed after the ledger was read.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
 from sqlalchemy import Connection, column, select, union
 
 from governance_pipeline.contracts.errors import (
@@ -32,7 +30,7 @@ from governance_pipeline.contracts.errors import (
     NotFoundError,
 )
 from governance_pipeline.contracts.tlog_errors import CHECKPOINT_INVALID
-from governance_pipeline.landscape import ledger, witness
+from governance_pipeline.landscape import witness
 from governance_pipeline.landscape.checkpoints import read_origin_prefix
 from governance_pipeline.landscape.database import read_snapshot
 from governance_pipeline.landscape.key_errors import KEY_FINDING
@@ -40,7 +38,6 @@ from governance_pipeline.landscape.keys import PublicKey
 from governance_pipeline.landscape.schema import (
     GLOBAL_SCOPE,
     LEDGERED,
-    LedgerSpec,
     ledger_checkpoints,
     ledger_entries,
     ledger_seals,
@@ -60,6 +57,7 @@ from governance_pipeline.landscape.verify_witness import (
 )
 from governance_pipeline.landscape.store import Landscape
 from governance_pipeline.landscape.verify_payloads import PayloadJudge, Redacted
+from governance_pipeline.landscape.verify_records import RecordCheck, check_unowned_records
 from governance_pipeline.landscape.verify_chain import (
     CHAIN,
     KEY,
@@ -72,7 +70,6 @@ from governance_pipeline.landscape.verify_chain import (
     check_chain,
     check_keyring,
     check_seals,
-    raw_select,
 )
 
 _CODES = {CHAIN: LEDGER_TAMPERED, SEAL: SEAL_UNTRUSTED, RECORD: LEDGER_TAMPERED,
@@ -134,12 +131,13 @@ def verify(landscape: Landscape, run_id: str | None = None, *,
         chains: dict[str, Chain] = {}
         judge = PayloadJudge(conn, state, landscape.protection)
         for scope in scopes:
-            chain = chains[scope] = check_chain(conn, scope, state)
+            records = RecordCheck(conn, scope)
+            chain = chains[scope] = check_chain(conn, scope, state, records)
             check_seals(conn, scope, chain, keyring, state)
             check_checkpoints(conn, scope, chain, keyring, state, prefix)
             if scope == GLOBAL_SCOPE:
                 check_witness(chain, witnessed, state)
-            _check_records(conn, scope, chain.expected, state)
+            records.finish(state)
             _check_payloads(conn, scope, judge, with_data=run_id is not None)
         if run_id != GLOBAL_SCOPE:
             check_anchors(conn, chains, state, run_id)
@@ -147,7 +145,7 @@ def verify(landscape: Landscape, run_id: str | None = None, *,
             trusted = [e.public for e in keyring.trusted()]
             check_witnessed(conn, scopes, outside, trusted, state, every_scope=run_id is None)
         if run_id is None:
-            _check_unowned_records(conn, state)
+            check_unowned_records(conn, state)
             judge.check_all(conn)
     return VerifyReport(scopes, state.entries, state.records, state.payloads, state.findings,
                         judge.redacted, outside)
@@ -168,7 +166,7 @@ def _all_scopes(conn: Connection) -> list[str]:
         if spec.scope_column is not None:
             column = spec.table.c[spec.scope_column]
             found.update(conn.execute(select(column).distinct()).scalars())
-    found.discard(None)  # rows of no scope: _check_unowned_records
+    found.discard(None)  # rows of no scope: check_unowned_records
     return sorted(str(s) for s in found - {GLOBAL_SCOPE}) + [GLOBAL_SCOPE]
 
 
@@ -181,88 +179,6 @@ def _scope_exists(conn: Connection, scope: str) -> bool:
         if conn.execute(select(where).where(where == scope).limit(1)).first() is not None:
             return True
     return False
-
-
-# --- 3. records -----------------------------------------------------------------------------------
-def _check_records(conn: Connection, scope: str, expected: dict[str, dict[str, str]],
-                   state: Tally) -> None:
-    for name, spec in LEDGERED.items():
-        if spec.scope_column is not None:
-            query = raw_select(spec.table).where(spec.table.c[spec.scope_column] == scope)
-        elif scope == GLOBAL_SCOPE:
-            query = raw_select(spec.table)
-        else:
-            continue
-        want = expected.pop(name, {})
-        result = conn.execution_options(yield_per=STREAM).execute(query)
-        for row in result.mappings():
-            state.records += 1
-            key, actual = _key_and_hash(spec, row)
-            committed = want.pop(key, None)
-            if committed is None:
-                state.add(RECORD, name, key, "inserted: no ledger entry covers this record",
-                          scope, actual=actual)
-            elif committed != actual:
-                state.add(RECORD, name, key,
-                          "modified: content differs from what the ledger committed", scope,
-                          expected=committed, actual=actual)
-        for key, committed in want.items():
-            _report_missing(conn, spec, scope, key, committed, state)
-
-
-def _check_unowned_records(conn: Connection, state: Tally) -> None:
-    """Rows whose scope column is NULL belong to no chain: none could have been committed."""
-    for name, spec in LEDGERED.items():
-        if spec.scope_column is None:
-            continue
-        query = raw_select(spec.table).where(spec.table.c[spec.scope_column].is_(None))
-        for row in conn.execute(query).mappings():
-            state.records += 1
-            key, actual = _key_and_hash(spec, row)
-            state.add(RECORD, name, key, "inserted: the record names no scope, so no ledger "
-                      "entry can cover it", None, actual=actual)
-
-
-def _key_and_hash(spec: LedgerSpec, row: Any) -> tuple[str, str]:
-    """The record's ledger key and hash; a value the ledger could never have hashed (text in a
-    float column, an integer beyond 64 bits) gets a hash that matches no committed one."""
-    try:
-        key = ledger.record_key(spec, row)
-    except orjson.JSONEncodeError:  # e.g. a blob in a key column
-        key = repr([row[c] for c in spec.key_columns])
-    try:
-        return key, ledger.record_hash(spec, row)
-    except (TypeError, ValueError, OverflowError, orjson.JSONEncodeError) as exc:
-        return key, f"unhashable: {exc}"
-
-
-def _report_missing(conn: Connection, spec: LedgerSpec, scope: str, key: str, committed: str,
-                    state: Tally) -> None:
-    owner = _current_scope(conn, spec, key)
-    if owner is not None and owner != scope:
-        state.add(RECORD, spec.name, key,
-                  f"moved: the record committed in this scope now names scope {owner}", scope,
-                  expected=committed, now_in=owner)
-    else:
-        state.add(RECORD, spec.name, key,
-                  "deleted: the ledger committed this record but it is gone", scope,
-                  expected=committed)
-
-
-def _current_scope(conn: Connection, spec: LedgerSpec, key: str) -> Any:
-    """The scope a record with ``key`` (taken from a manifest, so untrusted) now names, if any."""
-    if spec.scope_column is None:
-        return None
-    try:
-        values = [key] if len(spec.key_columns) == 1 else orjson.loads(key)
-    except orjson.JSONDecodeError:
-        return None
-    if not (isinstance(values, list) and len(values) == len(spec.key_columns)
-            and all(type(v) in (str, int) for v in values)):
-        return None
-    where = [spec.table.c[c] == v for c, v in zip(spec.key_columns, values, strict=True)]
-    return conn.execute(select(column(spec.scope_column)).select_from(spec.table).where(*where)
-                        ).scalar()
 
 
 # --- 4. payloads ----------------------------------------------------------------------------------
@@ -279,10 +195,11 @@ def _check_payloads(conn: Connection, scope: str, judge: PayloadJudge, *, with_d
         query = select(refs.c.ref, column("content_hash")).select_from(
             refs.outerjoin(payloads, payloads.c.content_hash == refs.c.ref)
         ).where(payloads.c.content_hash.is_(None))
-    for row in conn.execution_options(yield_per=STREAM).execute(query).mappings():
-        if row["content_hash"] is None:
-            judge.state.add(PAYLOAD, "payloads", str(row["ref"]),
-                            "missing: a record of this scope references a payload that is not "
-                            "stored", scope)
-        else:
-            judge.judge(row, scope)
+    result = conn.execution_options(yield_per=STREAM).execute(query)
+    if with_data:
+        judge.judge_all(result, scope)
+        return
+    for row in result.mappings():
+        judge.state.add(PAYLOAD, "payloads", str(row["ref"]),
+                        "missing: a record of this scope references a payload that is not "
+                        "stored", scope)

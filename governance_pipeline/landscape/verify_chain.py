@@ -1,17 +1,18 @@
 """Chain and seal checks of ``verify``: the ledger of one scope, recomputed from its rows.
 
-Every entry hash is recomputed, every link and manifest digest checked, and the manifests are
-replayed into the record hashes the ledger committed (latest version wins). Every seal must be
-signed by the trusted key over an entry that is still in the chain, and a finished run's chain
-must be sealed up to its last entry.
+Every entry hash is recomputed, every link and manifest digest checked, and each manifest's
+items are handed, table by table, to the record check (``verify_records``) as they are read.
+Every seal must be signed by the trusted key over an entry that is still in the chain, and a
+finished run's chain must be sealed up to its last entry.
 """
 
 from __future__ import annotations
 
-import hashlib
 import zlib
+from itertools import groupby
+from operator import itemgetter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import Connection, Select, Table, column, select
@@ -43,6 +44,9 @@ def raw_select(table: Table) -> Select[Any]:
 
 _ENTRY_SPEC = LedgerSpec(ledger_entries, ("scope", "seq"), "scope", (), frozenset())
 STREAM = 2_000  # rows fetched per round trip while streaming a table
+#: Ledger entries fetched per round trip: each carries a whole chunk's manifest (hundreds of
+#: KB), so ``STREAM`` of them would hold a large run's every manifest at once.
+ENTRY_STREAM = 8
 
 
 @dataclass
@@ -65,7 +69,6 @@ class Chain:
 
     heads: dict[int, str] = field(default_factory=dict)  # seq -> stored entry_hash
     last_seq: int = 0
-    expected: dict[str, dict[str, str]] = field(default_factory=dict)  # table -> key -> hash
 
 
 def entry_key(scope: str, seq: Any) -> str:
@@ -89,10 +92,12 @@ def _malformed(row: Any, types: dict[str, Any]) -> str:
 
 
 # --- 1. the chain ---------------------------------------------------------------------------------
-def check_chain(conn: Connection, scope: str, state: Tally) -> Chain:
+def check_chain(conn: Connection, scope: str, state: Tally,
+                records: Committer | None = None) -> Chain:
+    """Check the chain of ``scope``; each entry's manifest items go to ``records``."""
     chain = Chain()
     prev_seq, prev_hash = 0, ledger.GENESIS_HASH
-    result = conn.execution_options(yield_per=STREAM).execute(
+    result = conn.execution_options(yield_per=ENTRY_STREAM).execute(
         raw_select(ledger_entries).where(ledger_entries.c.scope == scope)
         .order_by(ledger_entries.c.seq))
     for entry in result.mappings():
@@ -121,35 +126,72 @@ def check_chain(conn: Connection, scope: str, state: Tally) -> Chain:
             state.add(CHAIN, "ledger_entries", key,
                       "entry altered: its content no longer hashes to its entry_hash", scope,
                       expected=entry["entry_hash"], actual=recomputed)
-        _replay_manifest(scope, entry, key, chain, state)
+        _replay_manifest(scope, entry, key, records, state)
         chain.heads[seq] = entry["entry_hash"]
         prev_seq, prev_hash = seq, entry["entry_hash"]
     chain.last_seq = prev_seq
     return chain
 
 
-def _replay_manifest(scope: str, entry: Any, key: str, chain: Chain, state: Tally) -> None:
+class Committer(Protocol):
+    """Takes the (table, key, hash) items one entry commits for one table
+    (``verify_records.RecordCheck``)."""
+
+    def commit(self, table: str, items: list[tuple[str, str, str]]) -> None: ...
+
+
+def _replay_manifest(scope: str, entry: Any, key: str, records: Committer | None,
+                     state: Tally) -> None:
     try:
-        raw = zlib.decompress(bytes(entry["manifest"]))
-        items = orjson.loads(raw)
-    except (zlib.error, orjson.JSONDecodeError) as exc:
+        items, digest = ledger.decode_manifest(bytes(entry["manifest"]))
+    except (zlib.error, orjson.JSONDecodeError, TypeError, ValueError) as exc:
         state.add(CHAIN, "ledger_entries", key, f"manifest unreadable: {exc}", scope)
         return
-    digest = hashlib.sha256(raw).hexdigest()
     if digest != entry["records_digest"]:
         state.add(CHAIN, "ledger_entries", key,
                   "manifest altered: its digest differs from the committed records_digest",
                   scope, expected=entry["records_digest"], actual=digest)
-    if not isinstance(items, list) or len(items) != entry["record_count"]:
-        count = len(items) if isinstance(items, list) else None
+    if len(items) != entry["record_count"]:
         state.add(CHAIN, "ledger_entries", key,
-                  f"manifest lists {count} records but record_count is {entry['record_count']}",
-                  scope)
-        if not isinstance(items, list):
-            return
+                  f"manifest lists {len(items)} records but record_count is "
+                  f"{entry['record_count']}", scope)
+    groups = _grouped(scope, items)
+    if groups is None:
+        groups = _checked_items(scope, items, key, state)
+    if records is not None:
+        for table, pairs in groups:
+            records.commit(table, pairs)
+
+
+_Groups = list[tuple[str, list[tuple[str, str, str]]]]
+
+
+def _grouped(scope: str, items: list[Any]) -> _Groups | None:
+    """The items as runs of one table, in manifest order, when every item is well formed and
+    may be in ``scope`` (the common case, checked a run at a time), else None."""
+    try:
+        if not set(map(len, items)) <= {3}:
+            return None
+    except TypeError:  # an item that is no sequence at all
+        return None
+    groups = [(table, list(run)) for table, run in groupby(items, itemgetter(0))]
+    for table, run in groups:
+        if type(table) is not str or table not in LEDGERED or (
+                scope != GLOBAL_SCOPE and LEDGERED[table].scope_column is None):
+            return None
+        if not set(map(type, map(itemgetter(1), run))) == set(
+                map(type, map(itemgetter(2), run))) == {str}:
+            return None
+    return groups
+
+
+def _checked_items(scope: str, items: list[Any], key: str, state: Tally) -> _Groups:
+    """The well-formed items of ``scope``, grouped as ``_grouped`` does; a finding for each
+    other one."""
+    groups: _Groups = []
     for item in items:
-        if not (isinstance(item, list) and len(item) == 3 and item[0] in LEDGERED
-                and all(isinstance(part, str) for part in item)):
+        if not (len(item) == 3 and type(item[1]) is str and type(item[2]) is str
+                and type(item[0]) is str and item[0] in LEDGERED):
             state.add(CHAIN, "ledger_entries", key, f"manifest item malformed: {item!r:.120}",
                       scope)
             continue
@@ -160,7 +202,10 @@ def _replay_manifest(scope: str, entry: Any, key: str, chain: Chain, state: Tall
                       f"manifest commits {table} {record}, which belongs to the global scope",
                       scope, table=table, record=record)
             continue
-        chain.expected.setdefault(table, {})[record] = record_hash
+        if not groups or groups[-1][0] != table:
+            groups.append((table, []))
+        groups[-1][1].append((table, record, record_hash))
+    return groups
 
 
 # --- 2. seals -------------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ from governance_pipeline.landscape.recorder import Recorder
 from governance_pipeline.landscape.schema import (
     GLOBAL_SCOPE,
     calls,
+    compact_states,
     node_states,
     payloads,
     rows,
@@ -126,10 +127,13 @@ def _row_payloads(conn: Connection, run_id: str, row_index: int) -> set[str]:
         raise NotFoundError(f"no {what} in this Landscape", code=ERASE_ROW_UNKNOWN,
                             details={"run_id": run_id, "row_index": row_index})
     found = {row.source_data_hash}
-    toks = select(tokens.c.token_id).where(tokens.c.row_id == row.row_id)
+    toks = select(tokens.c.token_id).where(tokens.c.run_id == run_id,
+                                           tokens.c.row_id == row.row_id)
     states = select(node_states.c.state_id).where(node_states.c.token_id.in_(toks))
     for col in (node_states.c.input_hash, node_states.c.output_hash):
         found.update(conn.execute(select(col).where(node_states.c.token_id.in_(toks))).scalars())
+    found.update(conn.execute(select(compact_states.c.row_hash).where(  # pass-through states
+        compact_states.c.token_id.in_(toks))).scalars())
     for col in (calls.c.request_hash, calls.c.response_hash):
         found.update(conn.execute(select(col).where(calls.c.state_id.in_(states))).scalars())
     found.update(conn.execute(select(token_outcomes.c.error_hash).where(

@@ -8,6 +8,7 @@ from sqlalchemy import Column, Connection, select
 
 from governance_pipeline.landscape.schema import (
     calls,
+    compact_states,
     node_states,
     rows,
     token_outcomes,
@@ -20,6 +21,7 @@ PAYLOAD_REFERENCES: tuple[tuple[Column, Column], ...] = (
     (validation_errors.c.run_id, validation_errors.c.raw_payload_hash),
     (node_states.c.run_id, node_states.c.input_hash),
     (node_states.c.run_id, node_states.c.output_hash),
+    (compact_states.c.run_id, compact_states.c.row_hash),
     (calls.c.run_id, calls.c.request_hash),
     (calls.c.run_id, calls.c.response_hash),
     (token_outcomes.c.run_id, token_outcomes.c.error_hash),
