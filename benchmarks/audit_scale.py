@@ -15,7 +15,7 @@ created and dropped). Then, printed as a table and written as JSON with ``--json
   PostgreSQL: ``pg_relation_size`` / ``pg_indexes_size`` / ``pg_total_relation_size``);
 * wall time of ``governance-pipeline verify RUN``, ``sweep RUN`` (once each) and
   ``explain RUN --row N`` (median of ``--explain-repeats``), each a real subprocess, start-up
-  included;
+  included; ``explain`` also through SQLAlchemy (``GOVERNANCE_EXPLAIN_NO_DIRECT_READER=1``);
 * the raw-insert limit of today's record shape: the very rows the run stored, every table,
   written again by plain ``executemany`` (sqlite3 / psycopg) into a freshly migrated database
   with the same schema, indexes and pragmas, one transaction per chunk of ``--chunk-size``
@@ -180,12 +180,13 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _cli(home: Path, db_url: str, *args: str) -> tuple[float, float, int]:
+def _cli(home: Path, db_url: str, *args: str,
+         **extra_env: str) -> tuple[float, float, int]:
     """Wall and CPU seconds (user + system: less at the mercy of the load) and exit code."""
     cpu = _children_cpu()
     start = time.perf_counter()
-    proc = subprocess.run([str(CLI), *args], env=_env(home, db_url), capture_output=True,
-                          text=True, stdin=subprocess.DEVNULL)
+    proc = subprocess.run([str(CLI), *args], env={**_env(home, db_url), **extra_env},
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
     return time.perf_counter() - start, _children_cpu() - cpu, proc.returncode
 
 
@@ -195,12 +196,18 @@ def _read_back(home: Path, db_url: str, run_id: str, row: int,
     sweep_s, sweep_cpu, sweep_rc = _cli(home, db_url, "sweep", run_id, "--json")
     explains = [_cli(home, db_url, "explain", run_id, "--row", str(row), "--json")
                 for _ in range(repeats)]
+    # The same explain through SQLAlchemy (what every explain paid before the direct reader).
+    via_landscape = [_cli(home, db_url, "explain", run_id, "--row", str(row), "--json",
+                          GOVERNANCE_EXPLAIN_NO_DIRECT_READER="1") for _ in range(repeats)]
     return {"verify_s": verify_s, "verify_cpu_s": verify_cpu, "verify_exit": verify_rc,
             "sweep_s": sweep_s, "sweep_cpu_s": sweep_cpu, "sweep_exit": sweep_rc,
             "explain_row": row, "explain_median_s": statistics.median(e[0] for e in explains),
             "explain_min_s": min(e[0] for e in explains),
             "explain_median_cpu_s": statistics.median(e[1] for e in explains),
-            "explain_exits": sorted({e[2] for e in explains})}
+            "explain_exits": sorted({e[2] for e in explains}),
+            "explain_landscape_median_s": statistics.median(e[0] for e in via_landscape),
+            "explain_landscape_min_s": min(e[0] for e in via_landscape),
+            "explain_landscape_median_cpu_s": statistics.median(e[1] for e in via_landscape)}
 
 
 # --- the raw-insert limit -------------------------------------------------------------------------
@@ -322,6 +329,9 @@ def _print(result: dict[str, Any], load_start: tuple[float, ...],
     print(f"  explain RUN --row {r['explain_row']}: median {r['explain_median_s'] * 1000:,.0f} ms "
           f"wall (min {r['explain_min_s'] * 1000:,.0f} ms), median "
           f"{r['explain_median_cpu_s'] * 1000:,.0f} ms CPU (exit {r['explain_exits']})")
+    print(f"    through SQLAlchemy: median {r['explain_landscape_median_s'] * 1000:,.0f} ms wall "
+          f"(min {r['explain_landscape_min_s'] * 1000:,.0f} ms), median "
+          f"{r['explain_landscape_median_cpu_s'] * 1000:,.0f} ms CPU")
     total = sum(s["total"] for s in result["sizes"].values())
     print(f"  Landscape {result['bytes_per_row']:,.0f} B/row in all ({total / 1e6:,.0f} MB); "
           "by table and index, B/row:")

@@ -20,6 +20,7 @@ from typing import Any
 import click
 import pytest
 
+from governance_pipeline.cli.explain_commands import NO_DIRECT_READER_ENV
 from governance_pipeline.cli.lazy import LazyGroup
 from governance_pipeline.cli.main import COMMANDS, cli
 from governance_pipeline.landscape import migrate
@@ -33,6 +34,8 @@ HEAVY = {"dagster", "pandas", "reportlab", "pyarrow", "alembic"}
 # Packages of the product that only running, orchestrating or exporting needs.
 UNNEEDED = ("governance_pipeline.engine", "governance_pipeline.orchestration",
             "governance_pipeline.plugins", "governance_pipeline.governance.exports")
+# What explain's direct reader (landscape/reader.py) reads without.
+DIRECT_READER_NEEDS_NONE = {"sqlalchemy", "alembic", "pydantic", "dagster"}
 # Dialects no Landscape uses; Alembic's import brings them all.
 FOREIGN_DIALECTS = ("sqlalchemy.dialects.mssql", "sqlalchemy.dialects.mysql",
                     "sqlalchemy.dialects.oracle")
@@ -99,13 +102,47 @@ def _record_linear_run(db_url: str, home: Path, monkeypatch: pytest.MonkeyPatch)
 
 def test_explain_imports_only_the_landscape_read_side(db_url: str, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """explain reads through the direct reader (sqlite3 / psycopg): not even SQLAlchemy is
+    imported; the same command told to skip that reader reads through SQLAlchemy (the probe
+    sees it) and prints the same document, JSON and text."""
     run_id = _record_linear_run(db_url, tmp_path, monkeypatch)
-    probe = _imports_of(["explain", run_id, "--row", "0", "--json"],
-                        {"GOVERNANCE_HOME": str(tmp_path), "GOVERNANCE_DB_URL": db_url})
-    assert probe["code"] == 0, probe["out"]
-    assert json.loads(probe["out"])["row_index"] == 0
-    assert _packages(probe["modules"]) & HEAVY == set()
-    assert _under(probe["modules"], (*UNNEEDED, *FOREIGN_DIALECTS)) == []
+    env = {"GOVERNANCE_HOME": str(tmp_path), "GOVERNANCE_DB_URL": db_url}
+    for fmt in (["--json"], []):
+        argv = ["explain", run_id, "--row", "7", *fmt]  # states, a route, a terminal outcome
+        direct = _imports_of(argv, env)
+        assert direct["code"] == 0, direct["out"]
+        assert _packages(direct["modules"]) & (HEAVY | DIRECT_READER_NEEDS_NONE) == set()
+        assert _under(direct["modules"], (*UNNEEDED, "governance_pipeline.landscape.schema",
+                                          "governance_pipeline.landscape.store")) == []
+        landscape = _imports_of(argv, {**env, NO_DIRECT_READER_ENV: "1"})
+        assert landscape["code"] == 0, landscape["out"]
+        assert "sqlalchemy" in _packages(landscape["modules"])
+        assert _packages(landscape["modules"]) & HEAVY == set()
+        assert _under(landscape["modules"], (*UNNEEDED, *FOREIGN_DIALECTS)) == []
+        assert direct["out"] == landscape["out"]
+    assert "route " in direct["out"] and "outcome: " in direct["out"]
+
+
+def test_explain_of_a_landscape_to_upgrade_takes_the_landscape_path(
+        tmp_path: Path) -> None:
+    """A database at an older revision is not read directly: explain opens the Landscape as
+    every command does (which brings it to the head first), so the answer is the same as
+    before the direct reader existed."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_landscape_engine(url)
+    try:
+        migrate.upgrade(engine, "0002")
+    finally:
+        engine.dispose()
+    probe = _imports_of(["explain", "run_x", "--row", "0", "--json"],
+                        {"GOVERNANCE_HOME": str(tmp_path), "GOVERNANCE_DB_URL": url})
+    assert probe["code"] == 2 and json.loads(probe["out"])["code"] == "GP-INPUT-001"
+    assert "sqlalchemy" in _packages(probe["modules"])
+    engine = create_landscape_engine(url)
+    try:
+        assert migrate.current_revision(engine) == migrate.head_revision()
+    finally:
+        engine.dispose()
 
 
 def test_every_short_help_in_the_table_is_its_commands_first_sentence() -> None:

@@ -13,10 +13,12 @@ from pathlib import Path
 import orjson
 import pytest
 import yaml
+from sqlalchemy import select
 
 from governance_pipeline.contracts.clock import ManualClock
 from governance_pipeline.contracts.enums import NodeStateStatus
 from governance_pipeline.contracts.errors import AuditIntegrityError
+from governance_pipeline.contracts.records import NodeState
 from governance_pipeline.engine import ids
 from governance_pipeline.engine.config import load_pipeline
 from governance_pipeline.engine.runner import RunResult, Runner
@@ -115,6 +117,23 @@ def test_logical_states_are_complete_and_well_formed(linear: LinearRun) -> None:
         if r.label == "default":
             assert r.event.reason_json == logical_states.DEFAULT_ROUTE_REASON
             assert r.to_node_id == "standard" and r.event.ordinal == 0
+
+
+def test_the_plain_sql_trail_and_the_sweeps_view_agree(linear: LinearRun) -> None:
+    """read_trail (plain SQL, every reader) and node_states_view (SQLAlchemy, the sweep) are two
+    spellings of the logical states: the same rows, for the run and for some tokens."""
+    with linear.landscape.engine.connect() as conn:
+        trail = logical_states.read_trail(conn, linear.run_id)
+        view = logical_states.node_states_view(linear.run_id).subquery()
+        rows = [NodeState.from_row(r) for r in conn.execute(
+            select(view).order_by(view.c.step_index, view.c.state_id)).mappings()]
+        some = sorted({s.token_id for s in trail.states})[:3]
+        of_tokens = logical_states.read_trail(conn, linear.run_id, some)
+        view = logical_states.node_states_view(linear.run_id, some).subquery()
+        token_rows = [NodeState.from_row(r) for r in conn.execute(
+            select(view).order_by(view.c.step_index, view.c.state_id)).mappings()]
+    assert trail.states == rows and len(rows) > len(some)
+    assert of_tokens.states == token_rows and token_rows
 
 
 def test_explain_shows_the_implied_states_and_routes(linear: LinearRun) -> None:

@@ -1,17 +1,27 @@
 """``explain RUN_ID --row N`` / ``--token ID``: the full lineage of one row or token.
 
-Loaded on its own (cli/main.py loads each command's module when it runs) and importing only the
-Landscape's read side, so an explanation costs its queries, not the engine's or Dagster's import.
+Loaded on its own (cli/main.py loads each command's module when it runs) and reading through a
+direct reader (``landscape/reader.py``: sqlite3 or psycopg, no SQLAlchemy, no Alembic), so an
+explanation costs its queries, not the import of the engine, Dagster or SQLAlchemy. Whenever the
+direct reader cannot answer as the Landscape would (a URL it does not parse, no Landscape there,
+a database to upgrade first, a driver error), the command opens the Landscape as every other
+command does, which upgrades or says what is wrong.
 """
 
 from __future__ import annotations
 
+import os
+
 import click
 
-from governance_pipeline.cli.access import open_landscape
 from governance_pipeline.cli.output import CliState, reporting
+from governance_pipeline.contracts.settings import Settings
 from governance_pipeline.landscape.code_manifest import identity_line
 from governance_pipeline.landscape.explain import Explanation, explain
+from governance_pipeline.landscape.reader import ReadFailed, open_reader
+
+#: ``1`` skips the direct reader: explain then reads through SQLAlchemy (the same output).
+NO_DIRECT_READER_ENV = "GOVERNANCE_EXPLAIN_NO_DIRECT_READER"
 
 
 def _ids(values: list[str], shown: int = 4) -> str:
@@ -71,6 +81,24 @@ def _print_explanation(state: CliState, exp: Explanation) -> None:
             state.say(f"    {identity_line(identity)}")
 
 
+def _explain_direct(settings: Settings, run_id: str, row_index: int | None,
+                    token_id: str | None) -> Explanation | None:
+    """The explanation read by a direct reader, or None when the Landscape must answer."""
+    if os.environ.get(NO_DIRECT_READER_ENV, "").strip().lower() not in ("", "0", "false", "no",
+                                                                         "off"):
+        return None
+    from governance_pipeline.landscape.sealing import PayloadProtection
+
+    try:
+        with open_reader(settings.db_url) as reader:
+            if reader is None:
+                return None
+            return explain(reader, run_id, row_index=row_index, token_id=token_id,
+                           protection=PayloadProtection(settings.keys_dir))
+    except ReadFailed:
+        return None
+
+
 @click.command("explain")
 @reporting
 @click.argument("run_id")
@@ -80,8 +108,13 @@ def explain_cmd(state: CliState, run_id: str, row_index: int | None, token_id: s
     """Full lineage of one row or token: payload, node states, routing, calls, outcome."""
     if (row_index is None) == (token_id is None):
         raise click.UsageError("give exactly one of --row N or --token ID")
-    with open_landscape(state.settings()) as landscape:
-        exp = explain(landscape, run_id, row_index=row_index, token_id=token_id)
+    settings = state.settings()
+    exp = _explain_direct(settings, run_id, row_index, token_id)
+    if exp is None:
+        from governance_pipeline.cli.access import open_landscape
+
+        with open_landscape(settings) as landscape:
+            exp = explain(landscape, run_id, row_index=row_index, token_id=token_id)
     if state.json:
         state.emit(exp.as_dict())
     else:

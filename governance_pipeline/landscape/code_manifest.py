@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import Connection, select
+from typing import TYPE_CHECKING, Any
 
 from governance_pipeline.contracts.code_records import CodeIdentityRecord
 from governance_pipeline.contracts.hashing import stable_hash
-from governance_pipeline.landscape.schema import code_identities
+from governance_pipeline.landscape.reader import Reader, as_reader
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+CODE_IDENTITIES = ("SELECT * FROM code_identities WHERE run_id = :run_id "
+                   "ORDER BY position, node_id")
 
 
-def stored_identities(conn: Connection, run_id: str) -> list[CodeIdentityRecord]:
-    return [CodeIdentityRecord.from_row(r) for r in conn.execute(
-        select(code_identities).where(code_identities.c.run_id == run_id)
-        .order_by(code_identities.c.position, code_identities.c.node_id)).mappings()]
+def stored_identities(conn: Connection | Reader, run_id: str) -> list[CodeIdentityRecord]:
+    return [CodeIdentityRecord.from_row(r)
+            for r in as_reader(conn).rows(CODE_IDENTITIES, {"run_id": run_id})]
 
 
 def manifest_hash(records: list[CodeIdentityRecord]) -> str:

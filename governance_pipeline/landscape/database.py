@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,11 @@ from governance_pipeline.contracts.errors import (
     ExitCode,
     OperationalError,
     register,
+)
+from governance_pipeline.landscape.reader import (  # noqa: F401 - the writers' setting too
+    BUSY_TIMEOUT_ENV,
+    SQLITE_BUSY_TIMEOUT_MS,
+    sqlite_busy_timeout_ms,
 )
 
 SQLITE_URL_MISPLACED = register(
@@ -66,9 +70,6 @@ _DIALECT_TYPOS = {"postgre": "postgresql", "postgress": "postgresql", "postgress
                   "psql": "postgresql", "pg": "postgresql", "pgsql": "postgresql",
                   "sqlite3": "sqlite", "sqllite": "sqlite", "slqite": "sqlite"}
 
-SQLITE_BUSY_TIMEOUT_MS = 30_000
-#: How long a SQLite writer waits for another one's lock before failing (GP-DB-006).
-BUSY_TIMEOUT_ENV = "GOVERNANCE_SQLITE_BUSY_TIMEOUT_MS"
 WRITE_OPTION = "landscape_write"
 
 
@@ -119,16 +120,6 @@ def sqlite_file(url: str | URL) -> Path | None:
     if database.startswith("file:"):  # a URI filename (``?uri=true``), e.g. ``mode=ro``
         database = database.removeprefix("file:").split("?", 1)[0]
     return Path(database)
-
-
-def sqlite_busy_timeout_ms() -> int:
-    raw = os.environ.get(BUSY_TIMEOUT_ENV, "").strip()
-    if not raw:
-        return SQLITE_BUSY_TIMEOUT_MS
-    if not raw.isdigit():
-        raise ConfigError(f"{BUSY_TIMEOUT_ENV} must be a whole number of milliseconds, not "
-                          f"{raw!r}", code=ENV_INVALID)
-    return int(raw)
 
 
 def _configure_sqlite(engine: Engine) -> None:

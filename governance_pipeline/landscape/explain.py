@@ -6,11 +6,12 @@ explanation is either true to the recorded trail or fails loudly.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import Connection, or_, select
 
 from governance_pipeline.contracts.code_records import CodeIdentityRecord
 from governance_pipeline.contracts.errors import NotFoundError
@@ -19,41 +20,35 @@ from governance_pipeline.contracts.records import (
     InflectionPoint,
     NodeState,
     PolicyDecision,
+    Run,
     SourceRow,
     Token,
     TokenOutcome,
     ValidationErrorRecord,
 )
+from governance_pipeline.landscape import explain_sql as sql
 from governance_pipeline.landscape.code_manifest import (
     identity_view,
     manifest_hash,
     stored_identities,
 )
-from governance_pipeline.landscape.logical_states import read_trail
+from governance_pipeline.landscape.logical_trail import LogicalTrail, read_trail
 from governance_pipeline.landscape.payloads import PayloadRedacted, load_payload, protection_of
-from governance_pipeline.landscape.queries import Source, get_run, reading
-from governance_pipeline.landscape.sealing import PayloadProtection
-from governance_pipeline.landscape.schema import (
-    batches,
-    calls,
-    inflection_points,
-    policy_decisions,
-    rows,
-    token_outcomes,
-    token_parents,
-    tokens,
-    validation_errors,
-)
+from governance_pipeline.landscape.reader import ConnectionReader, Reader
+
+if TYPE_CHECKING:
+    from governance_pipeline.landscape.queries import Source
+    from governance_pipeline.landscape.sealing import PayloadProtection
 
 
-def _payload_view(conn: Connection, content_hash: str | None,
+def _payload_view(reader: Reader, content_hash: str | None,
                   protection: PayloadProtection | None = None) -> Any:
     """A stored payload as JSON if it is JSON, else as text (raw bytes of a malformed row);
     a purged or erased one as what removed it ("erased on <date> (<reason>)")."""
     if content_hash is None:
         return None
     try:
-        data = load_payload(conn, content_hash, protection)
+        data = load_payload(reader, content_hash, protection)
     except PayloadRedacted as gone:
         return gone.redaction.as_dict()
     try:
@@ -151,79 +146,70 @@ class Explanation:
                          "nodes": [identity_view(r) for r in self.code]}}
 
 
-def _row(conn: Connection, run_id: str, *, index: int | None = None,
+def _row(reader: Reader, run_id: str, *, index: int | None = None,
          row_id: str | None = None) -> SourceRow:
-    q = select(rows).where(rows.c.run_id == run_id)
-    q = q.where(rows.c.row_index == index) if index is not None else q.where(rows.c.row_id == row_id)
-    found = conn.execute(q).mappings().first()
+    found = (reader.first(sql.ROW_BY_INDEX, {"run_id": run_id, "row_index": index})
+             if index is not None
+             else reader.first(sql.ROW_BY_ID, {"run_id": run_id, "row_id": row_id}))
     if found is None:
         what = f"row {index}" if index is not None else f"row {row_id}"
         raise NotFoundError(f"run {run_id} has no {what}")
     return SourceRow.from_row(found)
 
 
-def _written(conn: Connection, s: NodeState,
+def _written(reader: Reader, s: NodeState,
              protection: PayloadProtection | None = None) -> dict[str, Any] | None:
     context = _json(s.context_after)
     if not isinstance(context, dict) or "written_as" not in context:
         return None
-    return {"as_written": _payload_view(conn, s.output_hash, protection),
-            "original": _payload_view(conn, s.input_hash, protection),
+    return {"as_written": _payload_view(reader, s.output_hash, protection),
+            "original": _payload_view(reader, s.input_hash, protection),
             "changed_fields": context["written_as"].get("changed_fields", [])}
 
 
-def _token_views(conn: Connection, run_id: str, row_id: str, focus: str | None,
+def node_states_of(reader: Reader, run_id: str, token_ids: list[str]) -> LogicalTrail:
+    """The logical node states of ``token_ids`` in step order and their routing events (each
+    with its edge's ``to_node_id`` and ``label``), however stored (logical_trail.py), Tier-1
+    validated: every state and route explain shows comes from here."""
+    return read_trail(reader, run_id, token_ids)
+
+
+def _token_views(reader: Reader, run_id: str, row_id: str, focus: str | None,
                  protection: PayloadProtection | None = None) -> list[TokenView]:
-    # An aggregation's output tokens carry the row id of their batch's first member; they are
-    # that row's descendants only through the batch, so they show as children, not as tokens
-    # of the row — unless one of them is the token asked about.
-    batch_output = tokens.c.join_group_id.in_(
-        select(batches.c.batch_id).where(batches.c.run_id == run_id))
-    mine = or_(tokens.c.join_group_id.is_(None), ~batch_output)
-    if focus is not None:
-        mine = or_(mine, tokens.c.token_id == focus)
-    toks = [Token.from_row(r) for r in conn.execute(
-        select(tokens).where(tokens.c.run_id == run_id, tokens.c.row_id == row_id, mine)
-        .order_by(tokens.c.token_id)).mappings()]
+    toks = [Token.from_row(r) for r in reader.rows(
+        sql.TOKENS, {"run_id": run_id, "row_id": row_id, "focus": focus})]
     ids = [t.token_id for t in toks]
-    links = conn.execute(select(token_parents.c.token_id, token_parents.c.parent_token_id)
-                         .where(or_(token_parents.c.token_id.in_(ids),
-                                    token_parents.c.parent_token_id.in_(ids)))
-                         .order_by(token_parents.c.ordinal)).all()
-    trail = read_trail(conn, run_id, ids)  # logical states and routes, however stored
+    links = [(r["token_id"], r["parent_token_id"])
+             for r in reader.rows(sql.TOKEN_LINKS, {"token_ids": ids})]
+    trail = node_states_of(reader, run_id, ids)
     states = trail.states
     state_ids = [s.state_id for s in states]
-    call_rows = [Call.from_row(r) for r in conn.execute(
-        select(calls).where(calls.c.state_id.in_(state_ids)).order_by(calls.c.call_id)).mappings()]
-    outcomes = [TokenOutcome.from_row(r) for r in conn.execute(
-        select(token_outcomes).where(token_outcomes.c.token_id.in_(ids))
-        .order_by(token_outcomes.c.is_terminal, token_outcomes.c.outcome_id)).mappings()]
-    decisions = [PolicyDecision.from_row(r) for r in conn.execute(
-        select(policy_decisions).where(policy_decisions.c.token_id.in_(ids))
-        .order_by(policy_decisions.c.step_index, policy_decisions.c.decision_id)).mappings()]
-    batch_ids = {o.batch_id for o in outcomes if o.batch_id and o.is_terminal}
+    call_rows = [Call.from_row(r) for r in reader.rows(sql.CALLS, {"state_ids": state_ids})]
+    outcomes = [TokenOutcome.from_row(r)
+                for r in reader.rows(sql.TOKEN_OUTCOMES, {"token_ids": ids})]
+    decisions = [PolicyDecision.from_row(r)
+                 for r in reader.rows(sql.POLICY_DECISIONS, {"token_ids": ids})]
+    batch_ids = sorted({o.batch_id for o in outcomes if o.batch_id and o.is_terminal})
     outputs_of: dict[str, list[str]] = {}
     if batch_ids:
-        for out_id, group in conn.execute(
-                select(tokens.c.token_id, tokens.c.join_group_id)
-                .where(tokens.c.join_group_id.in_(batch_ids)).order_by(tokens.c.token_id)):
-            outputs_of.setdefault(group, []).append(out_id)
+        for r in reader.rows(sql.BATCH_OUTPUTS, {"batch_ids": batch_ids}):
+            outputs_of.setdefault(r["join_group_id"], []).append(r["token_id"])
     views = []
     for tok in toks:
         tstates = []
         for s in (s for s in states if s.token_id == tok.token_id):
             tcalls = [{"call_id": c.call_id, "type": c.call_type, "status": c.status.value,
                        "latency_ms": c.latency_ms, "cost": c.cost,
-                       "request": _payload_view(conn, c.request_hash, protection),
-                       "response": _payload_view(conn, c.response_hash, protection),
+                       "request": _payload_view(reader, c.request_hash, protection),
+                       "response": _payload_view(reader, c.response_hash, protection),
                        "error": _json(c.error_json)}
                       for c in call_rows if c.state_id == s.state_id]
             troute = [{"to": r.to_node_id, "label": r.label, "mode": r.event.mode.value,
                        "reason": _json(r.event.reason_json)}
                       for r in trail.routes if r.event.state_id == s.state_id]
-            tstates.append(StateView(s, tcalls, troute, _written(conn, s, protection)))
+            tstates.append(StateView(s, tcalls, troute, _written(reader, s, protection)))
         touts = [o for o in outcomes if o.token_id == tok.token_id]
-        errors = [_payload_view(conn, o.error_hash, protection) for o in touts if o.error_hash]
+        errors = [_payload_view(reader, o.error_hash, protection) for o in touts if o.error_hash]
         produced = [t for o in touts if o.batch_id and o.is_terminal
                     for t in outputs_of.get(o.batch_id, [])]
         views.append(TokenView(
@@ -233,33 +219,51 @@ def _token_views(conn: Connection, run_id: str, row_id: str, focus: str | None,
     return views
 
 
-def explain(source: Source, run_id: str, *, row_index: int | None = None,
-            token_id: str | None = None) -> Explanation:
-    """Lineage of the row at ``row_index``, or of the row that ``token_id`` belongs to."""
+@contextmanager
+def _reading(source: Source | Reader) -> Iterator[Reader]:
+    """``source`` as a reader in one snapshot: a direct reader as it is, else a connection of
+    the Landscape, engine or caller (``queries.reading``, imported only then)."""
+    if isinstance(source, Reader):
+        yield source
+        return
+    from governance_pipeline.landscape.queries import reading
+
+    with reading(source, snapshot=True) as conn:
+        yield ConnectionReader(conn)
+
+
+def explain(source: Source | Reader, run_id: str, *, row_index: int | None = None,
+            token_id: str | None = None,
+            protection: PayloadProtection | None = None) -> Explanation:
+    """Lineage of the row at ``row_index``, or of the row that ``token_id`` belongs to.
+
+    ``protection`` opens sealed payloads; by default the Landscape's own (none for a bare
+    engine or connection, whose sealed payloads then fail as read without the keys).
+    """
     if (row_index is None) == (token_id is None):
         raise ValueError("explain needs exactly one of row_index or token_id")
-    protection = protection_of(source)
-    with reading(source, snapshot=True) as conn:
-        get_run(conn, run_id)
+    protection = protection or protection_of(source)
+    with _reading(source) as reader:
+        found_run = reader.first(sql.RUN, {"run_id": run_id})
+        if found_run is None:
+            raise NotFoundError(f"no run {run_id!r} in this Landscape",
+                                details={"run_id": run_id})
+        Run.from_row(found_run)
         if token_id is not None:
-            found = conn.execute(select(tokens.c.row_id).where(
-                tokens.c.run_id == run_id, tokens.c.token_id == token_id)).scalar()
+            found = reader.scalar(sql.ROW_OF_TOKEN, {"run_id": run_id, "token_id": token_id})
             if found is None:
                 raise NotFoundError(f"run {run_id} has no token {token_id}")
-            row = _row(conn, run_id, row_id=found)
+            row = _row(reader, run_id, row_id=found)
         else:
-            row = _row(conn, run_id, index=row_index)
-        verrors = [ValidationErrorRecord.from_row(r) for r in conn.execute(
-            select(validation_errors).where(validation_errors.c.run_id == run_id,
-                                            validation_errors.c.row_index == row.row_index)
-        ).mappings()]
-        point = conn.execute(select(inflection_points).where(
-            inflection_points.c.run_id == run_id,
-            inflection_points.c.row_index == row.row_index)).mappings().first()
-        views = _token_views(conn, run_id, row.row_id, token_id, protection)
-        manifest = stored_identities(conn, run_id)
+            row = _row(reader, run_id, index=row_index)
+        verrors = [ValidationErrorRecord.from_row(r) for r in reader.rows(
+            sql.VALIDATION_ERRORS, {"run_id": run_id, "row_index": row.row_index})]
+        point = reader.first(sql.INFLECTION_POINT,
+                             {"run_id": run_id, "row_index": row.row_index})
+        views = _token_views(reader, run_id, row.row_id, token_id, protection)
+        manifest = stored_identities(reader, run_id)
         passed = {sv.state.node_id for view in views for sv in view.states}
-        return Explanation(run_id, row, _payload_view(conn, row.source_data_hash, protection),
+        return Explanation(run_id, row, _payload_view(reader, row.source_data_hash, protection),
                            verrors, views, token_id,
                            InflectionPoint.from_row(point) if point else None,
                            [r for r in manifest if r.node_id in passed or r.position == 0],

@@ -22,7 +22,6 @@ reader of node states or routing events goes through this module: ``node_states_
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -43,23 +42,24 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql import ColumnElement, Select
 
-from governance_pipeline.contracts.enums import NodeStateStatus, NodeType, RoutingMode
-from governance_pipeline.contracts.errors import AuditIntegrityError, Finding
-from governance_pipeline.contracts.records import NodeState, RoutingEvent
+from governance_pipeline.contracts.enums import NodeStateStatus, NodeType
+from governance_pipeline.contracts.errors import Finding
 from governance_pipeline.landscape import ledger
 from governance_pipeline.landscape.schema import (
     LEDGERED,
-    edges,
     node_states,
     nodes,
-    routing_events,
 )
 from governance_pipeline.landscape.schema_compact import compact_states
 
-#: A gate state's context, and its routing event's reason, when it took its default route.
-DEFAULT_ROUTE_REASON = '{"route":"default"}'
-#: The label of a gate's default edge (engine/graph.py ``route_targets``).
-DEFAULT_EDGE_LABEL = "default"
+# The record reading (``read_trail``) is in logical_trail.py, in plain SQL for every reader.
+from governance_pipeline.landscape.logical_trail import (  # noqa: E402, F401
+    DEFAULT_EDGE_LABEL,
+    DEFAULT_ROUTE_REASON,
+    LogicalTrail,
+    Route,
+    read_trail,
+)
 
 _COMPLETED = NodeStateStatus.COMPLETED.value
 
@@ -133,64 +133,6 @@ def state_exists(token_id: ColumnElement[Any], node_id: ColumnElement[Any],
     compact = exists().where(c.c.token_id == token_id, n.c.run_id == c.c.run_id,
                              n.c.node_id == node_id, _covers(c.c.step_mask, n.c.position))
     return or_(stored, compact)
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """A logical routing event with the edge it took."""
-
-    event: RoutingEvent
-    to_node_id: str
-    label: str
-
-
-@dataclass(frozen=True, slots=True)
-class LogicalTrail:
-    states: list[NodeState]  # by step index, then state id
-    routes: list[Route]      # by event id
-
-
-def read_trail(conn: Connection, run_id: str,
-               token_ids: Sequence[str] | None = None) -> LogicalTrail:
-    """The logical node states and routing events of ``token_ids`` (or of the whole run),
-    Tier-1 read: a logical state given twice (stored and compact) is an ``AuditIntegrityError``."""
-    view = node_states_view(run_id, token_ids).subquery("logical_states")
-    states = [NodeState.from_row(r) for r in conn.execute(
-        select(view).order_by(view.c.step_index, view.c.state_id)).mappings()]
-    seen: set[str] = set()
-    for s in states:
-        if s.state_id in seen:
-            raise AuditIntegrityError(
-                f"node state {s.state_id} is stored and also implied by a compact record",
-                details={"state_id": s.state_id, "run_id": run_id})
-        seen.add(s.state_id)
-    edge_rows = {r.edge_id: r for r in conn.execute(
-        select(edges.c.edge_id, edges.c.from_node_id, edges.c.to_node_id, edges.c.label)
-        .where(edges.c.run_id == run_id))}
-    which = (routing_events.c.run_id == run_id if token_ids is None
-             else routing_events.c.state_id.in_(seen))
-    stored = [RoutingEvent.from_row(r) for r in conn.execute(
-        select(routing_events).where(which).order_by(routing_events.c.event_id)).mappings()
-              if r["state_id"] in seen]
-    routed = {e.state_id for e in stored}
-    defaults = {e.from_node_id: e for e in edge_rows.values() if e.label == DEFAULT_EDGE_LABEL}
-    events = list(stored)
-    for s in states:
-        edge = defaults.get(s.node_id)
-        if (edge is not None and s.state_id not in routed and s.status is NodeStateStatus.COMPLETED
-                and s.context_after == DEFAULT_ROUTE_REASON):
-            events.append(RoutingEvent(f"{s.state_id}.x0", run_id, s.state_id, edge.edge_id,
-                                       s.state_id, 0, RoutingMode.MOVE, None,
-                                       DEFAULT_ROUTE_REASON, s.completed_at or s.started_at))
-    events.sort(key=lambda e: e.event_id)
-    routes = []
-    for e in events:
-        edge = edge_rows.get(e.edge_id)
-        if edge is None:
-            raise AuditIntegrityError(f"routing event {e.event_id} names unknown edge {e.edge_id}",
-                                      details={"event_id": e.event_id, "run_id": run_id})
-        routes.append(Route(e, edge.to_node_id, edge.label))
-    return LogicalTrail(states, routes)
 
 
 def compact_state_conflicts(conn: Connection, run_id: str | None) -> list[Finding]:

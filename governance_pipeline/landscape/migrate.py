@@ -16,12 +16,11 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, inspect, text
-
 from governance_pipeline.contracts.errors import SCHEMA_OUTDATED, OperationalError
 
 if TYPE_CHECKING:
     from alembic.config import Config
+    from sqlalchemy import Engine
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 VERSION_TABLE = "alembic_version"  # Alembic's default; env.py does not change it
@@ -81,6 +80,10 @@ def alembic_current_revision(engine: Engine) -> str | None:
 
 
 def current_revision(engine: Engine) -> str | None:
+    # SQLAlchemy is imported here, not above: the plain readers (reader.py) ask this module
+    # for the head revision only.
+    from sqlalchemy import inspect, text
+
     with engine.connect() as conn:
         if not inspect(conn).has_table(VERSION_TABLE):
             return None

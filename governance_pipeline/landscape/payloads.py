@@ -16,10 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import Connection, select
 
 from governance_pipeline.contracts.errors import (
     PAYLOAD_CORRUPT,
@@ -29,16 +28,24 @@ from governance_pipeline.contracts.errors import (
 )
 from governance_pipeline.contracts.hashing import sha256_hex
 from governance_pipeline.contracts.records import Payload
-from governance_pipeline.landscape.queries import Source, reading
-from governance_pipeline.landscape.schema import payloads
-from governance_pipeline.landscape.schema_data_protection import (
-    erasures,
-    payload_redactions,
-    purges,
-    subject_keys,
-)
-from governance_pipeline.landscape.sealing import PayloadProtection
-from governance_pipeline.landscape.store import Landscape
+from governance_pipeline.landscape.reader import ConnectionReader, Reader, as_reader
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from governance_pipeline.landscape.queries import Source
+    from governance_pipeline.landscape.sealing import PayloadProtection
+
+# Plain SQL (reader.py), so that explain's direct readers verify payloads with these same reads.
+PAYLOAD = "SELECT * FROM payloads WHERE content_hash = :content_hash"
+LIVE_KEY = "SELECT key_id FROM subject_keys WHERE key_id = :key_id"
+KEY_ERASURE = ("SELECT erasures.erasure_id, erasures.created_at, erasures.reason, "
+               "erasures.key_ids_json FROM erasures "
+               "JOIN subject_keys ON subject_keys.erasure_id = erasures.erasure_id "
+               "WHERE subject_keys.key_id = :key_id AND subject_keys.wrapped_key IS NULL")
+REDACTION = "SELECT * FROM payload_redactions WHERE content_hash = :content_hash"
+ERASURE_REASON = "SELECT reason FROM erasures WHERE erasure_id = :event_id"
+PURGE_REASON = "SELECT reason FROM purges WHERE purge_id = :event_id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,22 +81,33 @@ def _corrupt(content_hash: str, why: str, **extra: Any) -> AuditIntegrityError:
                                details={"content_hash": content_hash, **extra})
 
 
-def protection_of(source: Source) -> PayloadProtection | None:
+def protection_of(source: Source | Reader) -> PayloadProtection | None:
+    if isinstance(source, Reader):
+        return None
+    from governance_pipeline.landscape.store import Landscape
+
     return source.protection if isinstance(source, Landscape) else None
 
 
-def load_payload(source: Source, content_hash: str,
+def load_payload(source: Source | Reader, content_hash: str,
                  protection: PayloadProtection | None = None) -> bytes:
     """The stored bytes of ``content_hash``, after checking they hash to it."""
     protection = protection or protection_of(source)
+    if isinstance(source, Reader):
+        return _fetch(source, content_hash, protection)
+    from governance_pipeline.landscape.queries import reading
+
     with reading(source) as conn:
-        row = conn.execute(select(payloads).where(payloads.c.content_hash == content_hash)
-                           ).mappings().first()
-        return verified(content_hash, row, conn=conn, protection=protection)
+        return _fetch(ConnectionReader(conn), content_hash, protection)
+
+
+def _fetch(reader: Reader, content_hash: str, protection: PayloadProtection | None) -> bytes:
+    row = reader.first(PAYLOAD, {"content_hash": content_hash})
+    return verified(content_hash, row, conn=reader, protection=protection)
 
 
 def verified(content_hash: str, row: Mapping[str, Any] | None, *,
-             conn: Connection | None = None,
+             conn: Connection | Reader | None = None,
              protection: PayloadProtection | None = None) -> bytes:
     """The bytes of a ``payloads`` row read for ``content_hash`` (None: no such row), checked.
 
@@ -98,15 +116,16 @@ def verified(content_hash: str, row: Mapping[str, Any] | None, *,
     """
     if row is None:
         raise _corrupt(content_hash, "missing from the payload store", reason="missing")
+    reader = None if conn is None else as_reader(conn)
     payload = Payload.from_row(row)
     data = payload.data
     key_id = row.get("key_id")
-    if not data and conn is not None:  # purged (or a row's clear payload erased)?
-        redaction = redaction_of(conn, content_hash)
+    if not data and reader is not None:  # purged (or a row's clear payload erased)?
+        redaction = redaction_of(reader, content_hash)
         if redaction is not None:
             raise PayloadRedacted(content_hash, redaction)
     if key_id is not None:
-        data = _open(content_hash, key_id, data, conn, protection)
+        data = _open(content_hash, key_id, data, reader, protection)
     actual = sha256_hex(data)
     if actual != content_hash:
         raise _corrupt(content_hash, f"stored bytes hash to {actual}", reason="hash_mismatch",
@@ -117,54 +136,48 @@ def verified(content_hash: str, row: Mapping[str, Any] | None, *,
     return data
 
 
-def _open(content_hash: str, key_id: str, stored: bytes, conn: Connection | None,
+def _open(content_hash: str, key_id: str, stored: bytes, reader: Reader | None,
           protection: PayloadProtection | None) -> bytes:
-    if conn is None or protection is None:
+    if reader is None or protection is None:
         raise _corrupt(content_hash, f"sealed under key {key_id} but read without the "
                        "Landscape's keys", reason="sealed")
-    plain = protection.open(conn, key_id, content_hash, stored)
+    plain = protection.open(reader, key_id, content_hash, stored)
     if plain is not None:
         return plain
-    redaction = erased_key(conn, key_id)
+    redaction = erased_key(reader, key_id)
     if redaction is not None:
         raise PayloadRedacted(content_hash, redaction)
-    live = conn.execute(select(subject_keys.c.key_id).where(subject_keys.c.key_id == key_id)
-                        ).first()
+    live = reader.first(LIVE_KEY, {"key_id": key_id})
     why = ("ciphertext does not open under its key: altered" if live is not None
            else f"its data key {key_id} is gone, and no erasure destroyed it")
     raise _corrupt(content_hash, why, reason="sealed_corrupt" if live else "key_missing",
                    key_id=key_id)
 
 
-def erased_key(conn: Connection, key_id: str) -> Redaction | None:
+def erased_key(conn: Connection | Reader, key_id: str) -> Redaction | None:
     """The erasure that destroyed ``key_id``, if a ledgered erasure did."""
-    found = conn.execute(
-        select(erasures.c.erasure_id, erasures.c.created_at, erasures.c.reason,
-               erasures.c.key_ids_json)
-        .join(subject_keys, subject_keys.c.erasure_id == erasures.c.erasure_id)
-        .where(subject_keys.c.key_id == key_id, subject_keys.c.wrapped_key.is_(None))).first()
-    if found is None or key_id not in orjson.loads(found.key_ids_json):
+    found = as_reader(conn).first(KEY_ERASURE, {"key_id": key_id})
+    if found is None or key_id not in orjson.loads(found["key_ids_json"]):
         return None
-    return Redaction("erased", found.erasure_id, found.created_at, found.reason)
+    return Redaction("erased", found["erasure_id"], found["created_at"], found["reason"])
 
 
-def redaction_of(conn: Connection, content_hash: str) -> Redaction | None:
+def redaction_of(conn: Connection | Reader, content_hash: str) -> Redaction | None:
     """The purge or erasure that removed the contents of a payload stored in clear."""
-    found = conn.execute(select(payload_redactions).where(
-        payload_redactions.c.content_hash == content_hash)).mappings().first()
+    reader = as_reader(conn)
+    found = reader.first(REDACTION, {"content_hash": content_hash})
     if found is None:
         return None
     reason = None
     if found["action"] == "erased":
-        reason = conn.execute(select(erasures.c.reason).where(
-            erasures.c.erasure_id == found["event_id"])).scalar()
+        reason = reader.scalar(ERASURE_REASON, {"event_id": found["event_id"]})
     else:
-        reason = conn.execute(select(purges.c.reason).where(
-            purges.c.purge_id == found["event_id"])).scalar() or "past retention"
+        reason = reader.scalar(PURGE_REASON, {"event_id": found["event_id"]}) \
+            or "past retention"
     return Redaction(found["action"], found["event_id"], found["redacted_at"], reason)
 
 
-def load_json_payload(source: Source, content_hash: str) -> Any:
+def load_json_payload(source: Source | Reader, content_hash: str) -> Any:
     """The verified payload parsed as JSON (payloads stored by ``UnitOfWork.payload``)."""
     data = load_payload(source, content_hash)
     try:

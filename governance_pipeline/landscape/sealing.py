@@ -19,21 +19,23 @@ import importlib
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import Connection, select
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from governance_pipeline.contracts.ids import new_id
-from governance_pipeline.landscape.data_keys import (
-    Keyring,
-    load_or_create_keyring,
-    new_data_key,
-    open_sealed,
-    seal,
-)
-from governance_pipeline.landscape.schema_data_protection import subject_index, subject_keys
+from governance_pipeline.landscape.reader import Reader, as_reader
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from sqlalchemy import Connection
+
+    from governance_pipeline.landscape.data_keys import Keyring
+
+# The sealing side (at commit) imports SQLAlchemy and the tables where it uses them, and the
+# keys (cryptography) are imported when one is first used: the opening side reads one plain
+# statement, so explain's direct readers open sealed payloads with it too, and a row with no
+# sealed payload costs no cryptography import.
+DATA_KEY = "SELECT wrapped_key FROM subject_keys WHERE key_id = :key_id"
 
 Subject = tuple[tuple[str, str], ...]  # ((field, value as text), ...) in declared order
 PayloadRow = tuple[str, int, bytes, str, str | None]
@@ -88,6 +90,8 @@ class PayloadProtection:
 
     @cached_property
     def keyring(self) -> Keyring:
+        from governance_pipeline.landscape.data_keys import load_or_create_keyring
+
         return load_or_create_keyring(self.keys_dir)
 
     def forget(self, key_ids: Iterable[str]) -> None:
@@ -105,6 +109,8 @@ class PayloadProtection:
     def _cipher(self, key_id: str) -> AESGCM:
         cipher = self._ciphers.get(key_id)
         if cipher is None:
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
             cipher = self._ciphers[key_id] = AESGCM(self._deks[key_id])
         return cipher
 
@@ -126,6 +132,9 @@ class PayloadProtection:
     def seal_rows(self, conn: Connection, payloads: Mapping[str, bytes],
                   subjects: Mapping[str, Subject], now: str) -> list[PayloadRow]:
         """Payload rows for ``payloads``: those with a subject encrypted under its live key."""
+        from governance_pipeline.landscape.data_keys import seal
+        from governance_pipeline.landscape.schema_data_protection import subject_index
+
         by_hmac = {s: self.subject_hmac(s) for s in set(subjects.values())}
         key_of = self._live_keys(conn, sorted(set(by_hmac.values())), now)
         index = {(f, self.value_hmac(f, v), key_of[h]) for s, h in by_hmac.items() for f, v in s}
@@ -148,6 +157,10 @@ class PayloadProtection:
 
     def _live_keys(self, conn: Connection, hmacs: list[str], now: str) -> dict[str, str]:
         """subject HMAC -> live key id, creating keys that do not exist; their DEKs cached."""
+        from governance_pipeline.contracts.ids import new_id
+        from governance_pipeline.landscape.data_keys import new_data_key
+        from governance_pipeline.landscape.schema_data_protection import subject_keys
+
         found = self._select_live(conn, hmacs)
         missing = [h for h in hmacs if h not in found]
         if missing:
@@ -167,6 +180,10 @@ class PayloadProtection:
         return found
 
     def _select_live(self, conn: Connection, hmacs: Sequence[str]) -> dict[str, str]:
+        from sqlalchemy import select
+
+        from governance_pipeline.landscape.schema_data_protection import subject_keys
+
         found: dict[str, str] = {}
         for part in _chunks(hmacs):
             query = select(subject_keys.c.key_id, subject_keys.c.subject_hmac,
@@ -190,12 +207,11 @@ class PayloadProtection:
         self._pending_index.clear()
 
     # -- opening on read -------------------------------------------------------------------------
-    def data_key(self, conn: Connection, key_id: str) -> bytes | None:
+    def data_key(self, conn: Connection | Reader, key_id: str) -> bytes | None:
         """The data key ``key_id``, or None when it was destroyed (or is missing)."""
         # Always asked of the database, never answered from the cache alone: another process
         # may have erased the subject since this one cached its key.
-        wrapped = conn.execute(select(subject_keys.c.wrapped_key)
-                               .where(subject_keys.c.key_id == key_id)).scalar()
+        wrapped = as_reader(conn).scalar(DATA_KEY, {"key_id": key_id})
         if wrapped is None:
             self._deks.pop(key_id, None)
             return None
@@ -205,8 +221,10 @@ class PayloadProtection:
             self._remember(key_id, dek)
         return dek
 
-    def open(self, conn: Connection, key_id: str, content_hash: str,
+    def open(self, conn: Connection | Reader, key_id: str, content_hash: str,
              stored: bytes) -> bytes | None:
         """Plaintext of a sealed payload; None when its key is gone or the ciphertext altered."""
+        from governance_pipeline.landscape.data_keys import open_sealed
+
         dek = self.data_key(conn, key_id)
         return None if dek is None else open_sealed(dek, content_hash, stored)
