@@ -43,7 +43,7 @@ from governance_pipeline.landscape.schema import (
 )
 from governance_pipeline.landscape.store import Landscape
 from governance_pipeline.landscape.verify import _read_snapshot
-from governance_pipeline.landscape.verify_chain import STREAM, raw_select
+from governance_pipeline.landscape.verify_chain import ENTRY_STREAM, raw_select
 
 __all__ = ["PROOF_VERSION", "RECORD_UNPROVABLE", "checkpoint_for", "inclusion_proof",
            "inclusion_proofs", "record_content_hash", "verify_proof"]
@@ -174,7 +174,7 @@ def _locate(conn: Any, scope: str, seal: Seal,
     pending = set(wanted)
     headers: list[dict[str, Any]] = []  # newest first
     found: dict[tuple[str, str], dict[str, Any]] = {}
-    result = conn.execution_options(yield_per=STREAM).execute(
+    result = conn.execution_options(yield_per=ENTRY_STREAM).execute(
         raw_select(ledger_entries)
         .where(ledger_entries.c.scope == scope, ledger_entries.c.seq <= seal.seq)
         .order_by(ledger_entries.c.seq.desc()))
