@@ -39,7 +39,7 @@ from sqlalchemy import Engine, event, text
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 BULK = ("rows", "tokens", "token_parents", "node_states", "token_outcomes", "routing_events",
-        "payloads", "calls", "batch_members")
+        "payloads", "calls", "batch_members", "compact_states")
 _TOUCHES = re.compile(r"\b(?:FROM|JOIN|UPDATE)\s+(" + "|".join(BULK) + r")\b", re.I)
 _RUN_ID = re.compile(r"run_[0-9a-f]{32}")
 
@@ -65,11 +65,13 @@ class Statement:
 
 
 def _caller() -> str:
-    """The innermost function of the product (not SQLAlchemy, not this script) on the stack."""
+    """The innermost function of the product (not SQLAlchemy, not this script, not the plain-SQL
+    reader that only passes statements on) on the stack."""
     frame = sys._getframe(2)
     while frame is not None:
         module = frame.f_globals.get("__name__", "")
-        if module.startswith("governance_pipeline."):
+        if (module.startswith("governance_pipeline.")
+                and module != "governance_pipeline.landscape.reader"):
             return f"{module.removeprefix('governance_pipeline.')}:{frame.f_code.co_name}"
         frame = frame.f_back
     return "?"
