@@ -50,8 +50,12 @@ def _print_explanation(state: CliState, exp: Explanation) -> None:
         for sv in view.states:
             s = sv.state
             out = f" out {s.output_hash[:12]}…" if s.output_hash else ""
+            # No duration of its own: a pass-through state read from a compact record, whose
+            # time is the record's total (docs/landscape.md, logical model vs physical encoding).
+            took = (f"{s.duration_ms:.3f} ms" if s.duration_ms is not None
+                    else "pass-through, no own duration")
             state.say(f"    [{s.step_index}] {s.node_id}: {s.status.value} in {s.input_hash[:12]}…"
-                      f"{out} ({(s.duration_ms or 0):.3f} ms)")
+                      f"{out} ({took})")
             for r in sv.routing:
                 state.say(f"        route {r['label']} → {r['to']} ({r['mode']})")
             for c in sv.calls:
