@@ -25,7 +25,8 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-from collections.abc import Iterator, Mapping
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -82,13 +83,13 @@ def _pyformat(sql: str) -> str:
     return _PARAM.sub(r"%(\1)s", sql.replace("%", "%%"))
 
 
-class Reader:
+class Reader(ABC):
     """Rows of plain SQL; ``dialect`` is ``sqlite`` or ``postgresql``."""
 
     dialect: str
 
-    def rows(self, sql: str, params: Params | None = None) -> list[Row]:
-        raise NotImplementedError
+    @abstractmethod
+    def rows(self, sql: str, params: Params | None = None) -> list[Row]: ...
 
     def first(self, sql: str, params: Params | None = None) -> Row | None:
         found = self.rows(sql, params)
@@ -235,21 +236,17 @@ def _sqlite_reader(path: Path) -> Iterator[Reader | None]:
     except sqlite3.Error:
         yield None
         return
-    try:
+
+    def opened(conn: sqlite3.Connection) -> Reader:
         conn.execute(f"PRAGMA busy_timeout={busy_timeout}")
         conn.execute("PRAGMA query_only=ON")
         conn.execute("BEGIN")
-        reader = SqliteReader(conn)
-        at_head = _at_head(reader, "SELECT name FROM sqlite_master WHERE type = 'table' "
-                                   "AND name = :name")
-    except (sqlite3.Error, ReadFailed):
-        conn.close()
-        yield None
-        return
-    try:
-        yield reader if at_head else None
-    finally:
-        conn.close()
+        return SqliteReader(conn)
+
+    with _at_head_or_none(conn, opened, sqlite3.Error,
+                          "SELECT name FROM sqlite_master WHERE type = 'table' "
+                          "AND name = :name") as reader:
+        yield reader
 
 
 @contextmanager
@@ -264,12 +261,26 @@ def _postgres_reader(args: dict[str, Any]) -> Iterator[Reader | None]:
     except psycopg.Error:
         yield None
         return
-    try:
+
+    def opened(conn: Any) -> Reader:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
-        reader = PostgresReader(conn)
-        at_head = _at_head(reader, "SELECT to_regclass(current_schema() || '.' || :name)")
-    except (psycopg.Error, ReadFailed):
+        return PostgresReader(conn)
+
+    with _at_head_or_none(conn, opened, psycopg.Error,
+                          "SELECT to_regclass(current_schema() || '.' || :name)") as reader:
+        yield reader
+
+
+@contextmanager
+def _at_head_or_none(conn: Any, opened: Callable[[Any], Reader], driver_error: type[Exception],
+                     table_sql: str) -> Iterator[Reader | None]:
+    """A reader over the open ``conn`` if its Landscape is at the schema head, else None (the
+    caller falls back to the Landscape path); ``conn`` is closed either way."""
+    try:
+        reader = opened(conn)
+        at_head = _at_head(reader, table_sql)
+    except (driver_error, ReadFailed):
         conn.close()
         yield None
         return

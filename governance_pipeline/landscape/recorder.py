@@ -131,19 +131,7 @@ class UnitOfWork:
         row = layout.values(record)
         if layout.flags:
             row = layout.with_flags(row)
-        # A record must sit in the chain verify will look for it in: its run's, or the global one.
-        scope = GLOBAL_SCOPE if layout.scope_at is None else row[layout.scope_at]
-        if scope != self.scope:
-            raise AuditIntegrityError(
-                f"{cls.__name__} belongs to scope {scope}, not to this unit's scope {self.scope}",
-                details={"scope": self.scope, "record_scope": scope})
-        if layout.terminal_at is not None:
-            self._one_terminal(layout.terminal_at, row)
-        rows = self._rows.get(layout.table)
-        if rows is None:
-            rows = self._rows[layout.table] = []
-            self._manifest[layout.table] = layout.manifest
-        rows.append(row)
+        self._append(cls, layout, row)
 
     def add_row(self, cls: type[AuditRecord], values: Row) -> None:
         """Add a record the engine built itself, given as ``cls``'s constructor arguments.
@@ -158,12 +146,16 @@ class UnitOfWork:
         if not layout.in_column_order:
             self.add(cls(*values))
             return
-        row = layout.with_flags(values) if layout.flags else values
-        if layout.scope_at is not None and row[layout.scope_at] != self.scope:
+        self._append(cls, layout, layout.with_flags(values) if layout.flags else values)
+
+    def _append(self, cls: type[AuditRecord], layout: _Layout, row: Row) -> None:
+        """Keep ``row`` for the commit, after the checks no table constraint can make."""
+        # A record must sit in the chain verify will look for it in: its run's, or the global one.
+        scope = GLOBAL_SCOPE if layout.scope_at is None else row[layout.scope_at]
+        if scope != self.scope:
             raise AuditIntegrityError(
-                f"{cls.__name__} belongs to scope {row[layout.scope_at]}, not to this unit's "
-                f"scope {self.scope}", details={"scope": self.scope,
-                                                "record_scope": row[layout.scope_at]})
+                f"{cls.__name__} belongs to scope {scope}, not to this unit's scope {self.scope}",
+                details={"scope": self.scope, "record_scope": scope})
         if layout.terminal_at is not None:
             self._one_terminal(layout.terminal_at, row)
         rows = self._rows.get(layout.table)
@@ -173,7 +165,8 @@ class UnitOfWork:
         rows.append(row)
 
     def _one_terminal(self, at: tuple[int, int, int], row: Row) -> None:
-        """One terminal outcome per token: checked here and by a partial unique index."""
+        """One terminal outcome per token: checked here and by the unique index
+        (token_id, is_terminal)."""
         token_at, terminal_at, outcome_at = at
         if not row[terminal_at]:
             return
