@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import MetaData, insert, select
+from sqlalchemy import select
 
 from governance_pipeline.contracts.clock import ManualClock
 from governance_pipeline.contracts.merkle import root_hash
@@ -16,9 +16,10 @@ from governance_pipeline.contracts.tlog_errors import TlogError
 from governance_pipeline.landscape import checkpoints, migrate, tlog
 from governance_pipeline.landscape.database import create_landscape_engine
 from governance_pipeline.landscape.recorder import Recorder
-from governance_pipeline.landscape.schema import GLOBAL_SCOPE, ledger_entries, metadata
+from governance_pipeline.landscape.schema import GLOBAL_SCOPE, ledger_entries
 from governance_pipeline.landscape.store import Landscape
 from governance_pipeline.landscape.verify import verify
+from governance_pipeline_tests.migration_copy import copy_into_revision
 from governance_pipeline_tests.synthetic import record_synthetic_run
 from governance_pipeline_tests.tamper import raw_connection
 from governance_pipeline_tests.test_migrations import empty_db_url  # noqa: F401 - fixture
@@ -28,25 +29,9 @@ NEW_TABLES = {"ledger_checkpoints", "ledger_origin"}
 
 
 def _copy_into_0007(source: Landscape, target_url: str) -> None:
-    """Every row of ``source`` into a database migrated to 0007: what a 0007 database holding
-    the same runs stores (its seals, no checkpoints, no origin)."""
-    target = create_landscape_engine(target_url)
-    try:
-        migrate.upgrade(target, OLD)
-        old = MetaData()
-        old.reflect(target)
-        assert not NEW_TABLES & set(old.tables)
-        with source.engine.connect() as src, target.begin() as dst:
-            for table in metadata.sorted_tables:
-                # Tables of later revisions (compact_states, 0010, which today's engine runs
-                # write) stay behind: what is proven here is about the seals.
-                if table.name in NEW_TABLES or table.name not in old.tables:
-                    continue
-                found = [dict(r._mapping) for r in src.execute(select(table))]
-                if found:
-                    dst.execute(insert(old.tables[table.name]), found)
-    finally:
-        target.dispose()
+    """What a 0007 database holding the same runs stores (its seals, no checkpoints, no origin;
+    compact_states of 0010 stays behind: what is proven here is about the seals)."""
+    assert not NEW_TABLES & copy_into_revision(source, target_url, OLD)
 
 
 def test_runs_sealed_at_0007_verify_after_the_upgrade_and_new_seals_are_c2sp(

@@ -6,15 +6,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import MetaData, func, insert, select
+from sqlalchemy import func, select
 
 from governance_pipeline.contracts.clock import ManualClock
 from governance_pipeline.landscape import logical_states, migrate
 from governance_pipeline.landscape.database import create_landscape_engine
 from governance_pipeline.landscape.recorder import Recorder
-from governance_pipeline.landscape.schema import metadata, node_states, routing_events
+from governance_pipeline.landscape.schema import node_states, routing_events
 from governance_pipeline.landscape.store import Landscape
 from governance_pipeline.landscape.verify import verify
+from governance_pipeline_tests.migration_copy import copy_into_revision
 from governance_pipeline_tests.synthetic import record_synthetic_run
 from governance_pipeline_tests.tamper import raw_connection
 from governance_pipeline_tests.test_migrations import empty_db_url  # noqa: F401 - fixture
@@ -24,21 +25,7 @@ NEW_TABLES = {"compact_states"}
 
 
 def _copy_into_old(source: Landscape, target_url: str) -> None:
-    target = create_landscape_engine(target_url)
-    try:
-        migrate.upgrade(target, OLD)
-        old = MetaData()
-        old.reflect(target)
-        assert not NEW_TABLES & set(old.tables)
-        with source.engine.connect() as src, target.begin() as dst:
-            for table in metadata.sorted_tables:
-                if table.name in NEW_TABLES:
-                    continue
-                found = [dict(r._mapping) for r in src.execute(select(table))]
-                if found:
-                    dst.execute(insert(old.tables[table.name]), found)
-    finally:
-        target.dispose()
+    assert not NEW_TABLES & copy_into_revision(source, target_url, OLD)
 
 
 def test_runs_recorded_at_0008_read_and_verify_the_same_after_the_upgrade(

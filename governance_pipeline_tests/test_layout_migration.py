@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import Engine, MetaData, insert, inspect, select
+from sqlalchemy import Engine, insert, inspect, select
 
 from governance_pipeline.contracts.errors import AuditIntegrityError
 from governance_pipeline.engine.config import load_pipeline
@@ -27,6 +27,7 @@ from governance_pipeline.landscape.store import Landscape
 from governance_pipeline.landscape.sweep import sweep
 from governance_pipeline.landscape.verify import verify
 from governance_pipeline_tests.engine_fixtures import triage_variant, write_claims, write_pipeline
+from governance_pipeline_tests.migration_copy import copy_into_revision
 from governance_pipeline_tests.synthetic import record_synthetic_run
 from governance_pipeline_tests.tamper import raw_connection
 from governance_pipeline_tests.test_migrations import empty_db_url  # noqa: F401 - fixture
@@ -107,20 +108,10 @@ def _snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
 def _copy_into_0008(source: Landscape, target_url: str) -> None:
     """Every row of ``source`` into a database migrated to 0008 (the columns and tables 0008
     has): what a 0008 database holding the same runs stores."""
+    copy_into_revision(source, target_url, OLD)
     target = create_landscape_engine(target_url)
     try:
-        migrate.upgrade(target, OLD)
         assert _indexes(target) == INDEXES_0008
-        old = MetaData()
-        old.reflect(target)
-        with source.engine.connect() as src, target.begin() as dst:
-            for table in metadata.sorted_tables:
-                if table.name not in old.tables:
-                    continue
-                kept = [c for c in table.columns if c.name in old.tables[table.name].columns]
-                found = [dict(r._mapping) for r in src.execute(select(*kept))]
-                if found:
-                    dst.execute(insert(old.tables[table.name]), found)
     finally:
         target.dispose()
 
